@@ -1,0 +1,1 @@
+"""agent-endpoint: an AI agent behind the HTTP contract of Arize AI's agent experiments."""

@@ -1,0 +1,97 @@
+"""THE file you edit: your agent.
+
+The service calls `run(input, ctx)` once per dataset row:
+- `input` is the body you templated in Arize (the envelope's `input`), already checked against
+  `app/input_schema.json`;
+- `ctx` carries `ctx.config` (`input["config"]`, filled by presets), `ctx.metadata` (Arize's ids),
+  `ctx.logger`, `ctx.time_left()` and `ctx.cancelled`.
+Return anything JSON-serializable (a dict, a list, a pydantic model): Arize stores it verbatim.
+`run` may be `async def` (runs on the event loop) or a plain `def` (runs in a thread pool).
+
+This example is a small trip-planning agent that needs no API key and answers the same input
+with the same output: a rule-based "model" decides which tool to call next, and the answer
+shows every tool call, as a real agent's would. Replace the body of `run` with your own agent
+(LangGraph, OpenAI Agents SDK, plain Python) and keep its signature.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+from app.context import AgentContext
+
+CITIES: dict[str, list[str]] = {
+    "tokyo": ["Senso-ji temple", "Tsukiji outer market", "teamLab Planets", "Meiji Shrine"],
+    "paris": ["Musée d'Orsay", "Montmartre", "Canal Saint-Martin", "Le Marais"],
+    "lisbon": ["Belém Tower", "Alfama", "LX Factory", "Time Out Market"],
+    "new york": ["The High Line", "The Met", "Brooklyn Bridge", "Central Park"],
+    "mexico city": ["Museo Frida Kahlo", "Chapultepec", "Coyoacán", "Mercado de la Merced"],
+}
+SKIES = ["sunny", "partly cloudy", "light rain", "clear", "overcast"]
+DEFAULT_DAYS = 2
+MAX_DAYS = 7
+
+
+def lookup_city(city: str) -> dict[str, Any]:
+    """Tool: what there is to see in a city."""
+    return {"city": city.title(), "attractions": CITIES[city]}
+
+
+def weather_forecast(city: str, day: int) -> dict[str, Any]:
+    """Tool: a deterministic stand-in for a weather API."""
+    seed = zlib.crc32(f"{city}:{day}".encode())
+    return {"day": day, "sky": SKIES[seed % len(SKIES)], "high_c": 14 + seed % 15}
+
+
+async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    goal: str = input["goal"]
+    model = str(ctx.config.get("model", "rule-based-planner"))
+    max_turns = int(ctx.config.get("max_turns", 12))
+    ctx.logger.info("planning: %s", goal[:200])
+
+    tool_calls: list[dict[str, Any]] = []
+
+    def call(name: str, arguments: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        tool_calls.append({"name": name, "arguments": arguments, "result": result})
+        return result
+
+    lowered = goal.lower()
+    city = next((name for name in CITIES if name in lowered), None)
+    if city is None:
+        known = ", ".join(name.title() for name in CITIES)
+        return {
+            "final_response": f"I can plan trips to {known}. Which city should I plan for?",
+            "tool_calls": tool_calls,
+            "turns": 0,
+            "model": model,
+        }
+
+    days_match = re.search(r"(\d+)[\s-]*day", lowered)
+    days = min(int(days_match.group(1)), MAX_DAYS) if days_match else DEFAULT_DAYS
+    days = max(days, 1)
+
+    facts = call("lookup_city", {"city": city}, lookup_city(city))
+    forecasts = []
+    for day in range(1, days + 1):
+        if len(tool_calls) >= max_turns or ctx.cancelled.is_set():
+            break
+        forecasts.append(
+            call("weather_forecast", {"city": city, "day": day}, weather_forecast(city, day))
+        )
+
+    lines = [f"{days}-day plan for {facts['city']}:"]
+    for day in range(1, days + 1):
+        sight = facts["attractions"][(day - 1) % len(facts["attractions"])]
+        weather = next((f for f in forecasts if f["day"] == day), None)
+        outlook = f" ({weather['sky']}, {weather['high_c']}°C)" if weather else ""
+        lines.append(f"Day {day}: {sight}{outlook}")
+    if len(forecasts) < days:
+        lines.append(f"(stopped after max_turns={max_turns} tool calls)")
+    return {
+        "final_response": "\n".join(lines),
+        "tool_calls": tool_calls,
+        "turns": len(tool_calls),
+        "model": model,
+    }

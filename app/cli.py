@@ -1,0 +1,83 @@
+"""`agent-endpoint`: the one console command.
+
+agent-endpoint serve [--host H] [--port P] [--workers N] [--reload]
+agent-endpoint schema [--presets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.entrypoint import AgentLoadError
+from app.input_schema import InputSchema, SchemaFileError
+from app.settings import Settings, SettingsError, load_settings
+
+CONFIG_ERRORS = (SettingsError, AgentLoadError, SchemaFileError)
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="agent-endpoint",
+        description="Serve an AI agent behind Arize AI's agent-experiment contract.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the endpoint (settings from env / .env)")
+    serve.add_argument("--host", help="bind address (default AGENT_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="bind port (default AGENT_PORT or PORT, 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+
+    schema = commands.add_parser("schema", help="print the input JSON Schema to paste into Arize")
+    schema.add_argument("--presets", action="store_true", help="print the presets instead")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "schema":
+            return _print_schema(settings, presets=args.presets)
+        return _serve(settings, args.host, args.port, args.workers, reload=args.reload)
+    except CONFIG_ERRORS as exc:
+        print(f"agent-endpoint: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _print_schema(settings: Settings, *, presets: bool) -> int:
+    schema = InputSchema.from_files(settings.input_schema_file, settings.presets_file)
+    print(json.dumps(schema.presets if presets else schema.schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _serve(
+    settings: Settings, host: str | None, port: int | None, workers: int, *, reload: bool
+) -> int:
+    import uvicorn  # noqa: PLC0415 - only the serve command needs it
+
+    from app.main import create_app  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Build once up front so a bad configuration fails here, with one readable line.
+    application = create_app(settings)
+    target = "app.main:app" if workers > 1 or reload else application
+    uvicorn.run(
+        target,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        reload=reload,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

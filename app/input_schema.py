@@ -1,0 +1,127 @@
+"""The input JSON Schema (what you paste into Arize's agent registration) and named presets.
+
+Both live in JSON files (AGENT_INPUT_SCHEMA_FILE, AGENT_PRESETS_FILE), are checked once at
+start-up, and are served by `GET /schema` and printed by `agent-endpoint schema`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import validators
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+
+from app.errors import ApiError
+
+MAX_LISTED_VIOLATIONS = 50
+
+
+class SchemaFileError(ValueError):
+    """The schema or presets file cannot be used; the message names the file and the fix."""
+
+
+class InputSchema:
+    def __init__(self, schema: dict[str, Any], presets: dict[str, dict[str, Any]]) -> None:
+        validator_class = validators.validator_for(schema)
+        try:
+            validator_class.check_schema(schema)
+        except SchemaError as exc:
+            raise SchemaFileError(
+                f"the input schema is not a valid JSON Schema: {exc.message}"
+            ) from None
+        self.schema = schema
+        self.presets = presets
+        self._validator: Validator = validator_class(
+            schema, format_checker=validator_class.FORMAT_CHECKER
+        )
+        self._check_presets()
+
+    @classmethod
+    def from_files(cls, schema_file: Path, presets_file: Path | None) -> InputSchema:
+        schema = _read_json(schema_file, "AGENT_INPUT_SCHEMA_FILE")
+        presets = _read_json(presets_file, "AGENT_PRESETS_FILE") if presets_file else {}
+        if not isinstance(schema, dict):
+            raise SchemaFileError(f"AGENT_INPUT_SCHEMA_FILE {schema_file} must hold a JSON object")
+        if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
+            raise SchemaFileError(
+                f"AGENT_PRESETS_FILE {presets_file} must map preset names to config objects, "
+                'e.g. {"Production baseline": {"model": "claude-sonnet-4-5"}}'
+            )
+        return cls(schema, presets)
+
+    def violations(self, payload: dict[str, Any]) -> list[str]:
+        """Every way `payload` breaks the schema, as `input.path: message`, in path order."""
+        found = []
+        for error in self._validator.iter_errors(payload):
+            path = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
+            )
+            found.append(f"input{path}: {error.message}")
+        return sorted(found)
+
+    def check(self, payload: dict[str, Any], run_id: str | None) -> None:
+        """422 listing every violation (the first MAX_LISTED_VIOLATIONS of them)."""
+        found = self.violations(payload)
+        if not found:
+            return
+        shown = found[:MAX_LISTED_VIOLATIONS]
+        more = f"; and {len(found) - len(shown)} more" if len(found) > len(shown) else ""
+        raise ApiError(
+            422,
+            "input_schema_violation",
+            f"`input` does not match the agent's input schema ({len(found)} "
+            f"problem{'s' if len(found) != 1 else ''}): "
+            + "; ".join(shown)
+            + more
+            + " — fix the body template in Arize, or the schema (GET /schema shows it)",
+            run_id=run_id,
+        )
+
+    def _check_presets(self) -> None:
+        config_schema = self.schema.get("properties", {}).get("config")
+        if not isinstance(config_schema, dict):
+            return
+        validator_class = validators.validator_for(self.schema)
+        for name, config in self.presets.items():
+            problems = [
+                error.message for error in validator_class(config_schema).iter_errors(config)
+            ]
+            if problems:
+                raise SchemaFileError(
+                    f"preset {name!r} does not match the input schema's `config`: "
+                    + "; ".join(problems)
+                )
+
+    def openapi_schema(self, base: str) -> dict[str, Any]:
+        """The schema with local `$ref`s rebased to its place in the OpenAPI document."""
+        rebased: dict[str, Any] = _rebase_refs(
+            {k: v for k, v in self.schema.items() if k != "$schema"}, base
+        )
+        return rebased
+
+
+def _read_json(path: Path, variable: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaFileError(f"{variable}: file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise SchemaFileError(
+            f"{variable}: {path} is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+
+
+def _rebase_refs(node: Any, base: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (base + value[1:])
+            if key == "$ref" and isinstance(value, str) and value.startswith("#")
+            else _rebase_refs(value, base)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rebase_refs(item, base) for item in node]
+    return node

@@ -1,0 +1,92 @@
+"""`POST /invoke`: the request path, top to bottom.
+
+body limit → auth (both as dependencies, on headers only) → content type → read the body with
+the limit → parse and diagnose the envelope → placeholders → input schema → run the agent →
+the agent's JSON, verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from app.body import BodyLimit
+from app.context import build_context
+from app.envelope import check_content_type, check_placeholders, parse_envelope
+from app.errors import ApiError, api_error_response, error_response
+from app.input_schema import InputSchema
+from app.redaction import Redactor
+from app.runner import AgentRunner, ClientDisconnectedError
+from app.settings import Settings
+
+log = logging.getLogger("agent_endpoint")
+
+MAX_ERROR_MESSAGE = 500
+CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but it shows in access logs
+
+
+def invoke_handler(
+    settings: Settings,
+    body_limit: BodyLimit,
+    runner: AgentRunner,
+    input_schema: InputSchema,
+    redact: Redactor,
+) -> Callable[[Request], Awaitable[Response]]:
+    """Build the route function, closing over the app's collaborators."""
+
+    async def invoke(request: Request) -> Response:
+        check_content_type(request.headers.get("content-type"))
+        envelope = parse_envelope(await body_limit.read(request))
+        run_id = envelope.arize_metadata.run_id if envelope.arize_metadata else None
+        try:
+            if settings.reject_placeholders:
+                check_placeholders(envelope.input)
+            input_schema.check(envelope.input, run_id)
+        except ApiError as exc:
+            exc.run_id = run_id
+            raise
+        ctx = build_context(envelope.input, envelope.arize_metadata, settings)
+        try:
+            result = await runner.run(envelope.input, ctx, request.receive)
+        except ApiError:
+            raise
+        except ClientDisconnectedError:
+            return error_response(
+                CLIENT_CLOSED_REQUEST,
+                "client_disconnected",
+                "the caller disconnected; the agent run was cancelled",
+                run_id=run_id,
+            )
+        except Exception as exc:
+            ctx.logger.exception("agent %s raised", runner.agent.name)
+            detail = redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_MESSAGE]
+            return error_response(500, "agent_error", f"the agent raised {detail}", run_id=run_id)
+        try:
+            return Response(_render(result), media_type="application/json")
+        except ApiError as exc:
+            exc.run_id = run_id
+            return api_error_response(exc)
+
+    return invoke
+
+
+def _render(result: Any) -> bytes:
+    if isinstance(result, BaseModel):
+        return result.model_dump_json().encode()
+    try:
+        return json.dumps(
+            result, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise ApiError(
+            500,
+            "invalid_agent_output",
+            f"the agent returned a value that is not JSON ({exc}); return dicts, lists, "
+            "strings, numbers, booleans, None or pydantic models",
+        ) from None

@@ -1,0 +1,198 @@
+"""The ASGI application: `create_app(...)` builds it; `app.main:app` is built on first access.
+
+Nothing happens at import time: `uvicorn app.main:app` triggers `create_app()` through the
+module's `__getattr__`, so a bad configuration fails there, with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from app.auth import Authenticator
+from app.body import BodyLimit
+from app.entrypoint import Agent, AgentFunction, load_agent
+from app.envelope import EXAMPLE_ENVELOPE, ArizeMetadata
+from app.errors import ERROR_RESPONSES, install_error_handlers
+from app.input_schema import InputSchema
+from app.invoke import invoke_handler
+from app.redaction import Redactor
+from app.runner import AgentRunner
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("agent_endpoint")
+
+EXAMPLE_OUTPUT = {
+    "final_response": "3-day plan for Tokyo:\nDay 1: Senso-ji temple (clear, 21°C)\n...",
+    "tool_calls": [
+        {
+            "name": "lookup_city",
+            "arguments": {"city": "tokyo"},
+            "result": {"city": "Tokyo", "attractions": ["Senso-ji temple", "..."]},
+        }
+    ],
+    "turns": 4,
+    "model": "claude-sonnet-4-5",
+}
+
+
+class SchemaDocument(BaseModel):
+    input_schema: dict[str, Any] = Field(description="Paste into Arize's Input Schema field.")
+    presets: dict[str, dict[str, Any]] = Field(description="Named config payloads.")
+    invoke_path: str = Field(description="The path to register in Arize, after your host.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    agent: str
+    in_flight: int
+
+
+def create_app(
+    settings: Settings | None = None,
+    agent: AgentFunction | Agent | None = None,
+    input_schema: InputSchema | None = None,
+) -> FastAPI:
+    """Build the service. Every argument defaults to what the environment configures.
+
+    `agent` accepts a plain `run(input, ctx)` callable: tests and embedding apps inject fakes here.
+    """
+    settings = settings or load_settings()
+    settings.check_auth_configured()
+    if agent is None:
+        loaded = load_agent(settings.entrypoint)
+    elif isinstance(agent, Agent):
+        loaded = agent
+    else:
+        loaded = Agent.wrap(agent)
+    schema = input_schema or InputSchema.from_files(
+        settings.input_schema_file, settings.presets_file
+    )
+    runner = AgentRunner(loaded, settings)
+    redact = Redactor(
+        [key.get_secret_value() for key in settings.api_keys]
+        + [value.get_secret_value() for value in settings.required_headers.values()]
+    )
+    if settings.auth_disabled and not settings.api_keys:
+        log.warning(
+            "AUTHENTICATION IS DISABLED (AGENT_AUTH_DISABLED=true): anyone who can reach this "
+            "server can run the agent. Use this for local development only."
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        log.info("agent %s ready on %s", loaded.name, settings.invoke_path)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await runner.drain(settings.shutdown_grace_seconds)
+            runner.close()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="agent-endpoint",
+        summary="An AI agent behind the HTTP contract of Arize AI's agent experiments.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.ready = False
+    app.state.runner = runner
+    app.state.settings = settings
+    install_error_handlers(app, settings.invoke_path)
+
+    body_limit = BodyLimit(settings.max_body_bytes)
+    authenticate = Authenticator(settings)
+    app.add_api_route(
+        settings.invoke_path,
+        invoke_handler(settings, body_limit, runner, schema, redact),
+        methods=["POST"],
+        dependencies=[Depends(body_limit), Depends(authenticate)],
+        summary="Run the agent on one dataset row",
+        description=(
+            "Arize POSTs one envelope per dataset row: your templated body under `input`, "
+            "its ids under `arize_metadata`. The answer is the agent's JSON, stored verbatim."
+        ),
+        response_class=JSONResponse,
+        responses={
+            200: {
+                "description": "The agent's output, any JSON shape.",
+                "content": {"application/json": {"example": EXAMPLE_OUTPUT}},
+            },
+            **ERROR_RESPONSES,
+        },
+        openapi_extra={"requestBody": _request_body(schema, settings.invoke_path)},
+        tags=["agent"],
+    )
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process serves requests")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the agent is loaded and the server is not shutting down",
+        responses={503: {"model": Readiness, "description": "Starting or shutting down."}},
+    )
+    async def readyz() -> JSONResponse:
+        ready = app.state.ready and not runner.draining
+        body = Readiness(
+            status="ready" if ready else "unavailable",
+            agent=loaded.name,
+            in_flight=runner.in_flight,
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/schema", tags=["agent"], summary="The input JSON Schema and request presets")
+    async def input_schema_route() -> SchemaDocument:
+        return SchemaDocument(
+            input_schema=schema.schema, presets=schema.presets, invoke_path=settings.invoke_path
+        )
+
+    return app
+
+
+def _request_body(schema: InputSchema, path: str) -> dict[str, Any]:
+    # Local `$ref`s of the input schema point into where it sits in the OpenAPI document.
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    input_location = (
+        f"#/paths/{pointer}/post/requestBody/content/application~1json/schema/properties/input"
+    )
+    envelope = {
+        "title": "InvokeRequest",
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": schema.openapi_schema(input_location),
+            "arize_metadata": ArizeMetadata.model_json_schema(),
+        },
+        "additionalProperties": True,
+    }
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": envelope, "example": EXAMPLE_ENVELOPE}},
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """`app.main:app`: built on first access, once, so importing this module does nothing."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,204 @@
+"""Running the agent within the limits: concurrency slots, time limit, thread pool, disconnects.
+
+- Async agents run on the event loop; sync agents in a dedicated thread pool of
+  AGENT_SYNC_THREADS threads (the stock pool of 40 would queue Arize's parallel rows).
+- At most AGENT_MAX_CONCURRENCY runs are in flight; past that a request waits up to
+  AGENT_QUEUE_WAIT_SECONDS for a slot, then gets 429 with `Retry-After`.
+- A run past AGENT_TIMEOUT_SECONDS is cancelled and answered with 504. A sync agent's thread
+  cannot be killed: `ctx.cancelled` is set and its slot stays taken until the thread returns,
+  so the concurrency limit keeps counting work that still uses the machine.
+- A caller that disconnects cancels its run the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from starlette.types import Message
+
+from app.context import AgentContext
+from app.entrypoint import Agent
+from app.errors import ApiError
+from app.settings import Settings
+
+log = logging.getLogger("agent_endpoint")
+
+Receive = Callable[[], Awaitable[Message]]
+
+
+class ClientDisconnectedError(Exception):
+    """The caller went away; its agent run was cancelled."""
+
+
+class AgentRunner:
+    def __init__(self, agent: Agent, settings: Settings) -> None:
+        self.agent = agent
+        self.timeout = settings.timeout_seconds
+        self.capacity = settings.max_concurrency
+        self.queue_wait = settings.queue_wait_seconds
+        self.in_flight = 0
+        self.draining = False
+        self._free = asyncio.Semaphore(settings.max_concurrency)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.sync_threads, thread_name_prefix="agent"
+        )
+
+    async def run(
+        self,
+        payload: dict[str, Any],
+        ctx: AgentContext,
+        receive: Receive | None = None,
+    ) -> Any:
+        """Run the agent once; raises ApiError (429/503/504) or ClientDisconnectedError."""
+        await self._acquire(ctx.run_id)
+        slot = _Slot(self._release)
+        work = asyncio.ensure_future(self._run_with_deadline(payload, ctx, slot))
+        work.add_done_callback(lambda _: slot.drop())
+        if receive is None:
+            return await work
+        return await _until_disconnect(work, receive, ctx)
+
+    async def _run_with_deadline(
+        self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot
+    ) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                if self.agent.is_async:
+                    return await self.agent.function(payload, ctx)
+                return await self._run_sync(payload, ctx, slot)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the agent's own TimeoutError: reported as an agent error
+            ctx.cancelled.set()
+            raise ApiError(
+                504,
+                "agent_timeout",
+                f"the agent ran longer than AGENT_TIMEOUT_SECONDS={self.timeout:g} and was "
+                "cancelled; raise the setting (and Arize's request timeout) or use the "
+                "async pattern for minutes-long agents",
+                run_id=ctx.run_id,
+            ) from None
+
+    async def _run_sync(self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot) -> Any:
+        loop = asyncio.get_running_loop()
+        call = contextvars.copy_context().run
+        try:
+            future: Future[Any] = self._executor.submit(call, self.agent.function, payload, ctx)
+        except RuntimeError:  # the pool is shut down
+            raise ApiError(
+                503, "shutting_down", "the server is shutting down; retry", run_id=ctx.run_id
+            ) from None
+        slot.hold()
+
+        def on_thread_done(_: Future[Any]) -> None:
+            # A closed loop means the process is exiting anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(slot.drop)
+
+        future.add_done_callback(on_thread_done)
+        return await asyncio.wrap_future(future)
+
+    async def _acquire(self, run_id: str | None) -> None:
+        if self.draining:
+            raise ApiError(
+                503,
+                "shutting_down",
+                "the server is shutting down; retry on another replica",
+                headers={"Retry-After": "1"},
+                run_id=run_id,
+            )
+        if self.queue_wait <= 0 and self._free.locked():
+            raise self._busy(run_id)
+        try:
+            async with asyncio.timeout(self.queue_wait or None):
+                await self._free.acquire()
+        except TimeoutError:
+            raise self._busy(run_id) from None
+        self.in_flight += 1
+        self._idle.clear()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._free.release()
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def _busy(self, run_id: str | None) -> ApiError:
+        return ApiError(
+            429,
+            "too_many_requests",
+            f"{self.capacity} agent runs are in flight (AGENT_MAX_CONCURRENCY); retry after "
+            "the Retry-After delay, or lower the experiment's concurrency in Arize",
+            headers={"Retry-After": "1"},
+            run_id=run_id,
+        )
+
+    async def drain(self, grace_seconds: float) -> bool:
+        """Refuse new runs and wait for the in-flight ones; True when all finished in time."""
+        self.draining = True
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "shutdown: %d agent runs still in flight after the grace period", self.in_flight
+            )
+            return False
+        return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _until_disconnect(work: asyncio.Future[Any], receive: Receive, ctx: AgentContext) -> Any:
+    """Await `work`, cancelling it if the ASGI server reports that the client went away."""
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        ctx.cancelled.set()
+        raise
+    finally:
+        watcher.cancel()
+    if work in done:
+        return work.result()
+    work.cancel()
+    ctx.cancelled.set()
+    ctx.logger.info("client disconnected; agent run cancelled")
+    raise ClientDisconnectedError
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class _Slot:
+    """One concurrency slot, held by the run's task and, for sync agents, by its thread.
+
+    The slot is given back when the last holder lets go, so a thread that outlives a
+    timed-out request keeps counting against AGENT_MAX_CONCURRENCY. Only touched on the loop.
+    """
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self._holders = 1
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    def drop(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            self._release()

@@ -1,0 +1,167 @@
+"""Every knob of the service, read from the environment (and `.env`) by pydantic-settings.
+
+Each field is documented in `.env.example` and the README's configuration table; the
+environment variable is the field name upper-cased with the `AGENT_` prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger("agent_endpoint")
+
+PACKAGE_DIR = Path(__file__).parent
+
+# Values people paste from docs and forget to change; refused as API keys.
+PLACEHOLDER_KEYS = frozenset({"changeme", "change-me", "changethis", "secret", "your-key", "xxx"})
+MIN_KEY_LENGTH = 16
+
+
+class SettingsError(ValueError):
+    """The configuration cannot work; the message says which variable to fix."""
+
+
+def _split_csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class Settings(BaseSettings):
+    """Configuration of one agent endpoint process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # -- the agent
+    entrypoint: str = Field(
+        default="app.agent:run",
+        description="`module:function` of the agent, called as run(input, ctx).",
+    )
+    input_schema_file: Path = Field(
+        default=PACKAGE_DIR / "input_schema.json",
+        description="JSON Schema of the body Arize templates under `input`.",
+    )
+    presets_file: Path | None = Field(
+        default=PACKAGE_DIR / "presets.json",
+        description="Named request presets (config payloads) served with the schema.",
+    )
+    reject_placeholders: bool = Field(
+        default=True,
+        description="Refuse inputs that still hold `{{column}}` placeholders.",
+    )
+
+    # -- HTTP
+    invoke_path: str = Field(default="/invoke", description="Path of the invoke route.")
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Request body limit.")
+    docs_enabled: bool = Field(default=True, description="Serve /docs and /openapi.json.")
+
+    # -- auth
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated accepted keys (rotation: list both)."
+    )
+    api_key_header: str = Field(default="X-API-Key", description="API-key header name.")
+    required_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="Extra headers every request must carry, `Name=value,Name2=value2`.",
+    )
+    auth_disabled: bool = Field(default=False, description="Local development only.")
+
+    # -- limits
+    timeout_seconds: float = Field(default=110.0, gt=0, description="Agent time limit.")
+    max_concurrency: int = Field(default=64, gt=0, description="In-flight agent runs.")
+    queue_wait_seconds: float = Field(
+        default=0.0, ge=0, description="How long a request waits for a free slot before 429."
+    )
+    sync_threads: int = Field(default=64, gt=0, description="Thread pool size for sync agents.")
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="How long shutdown waits for in-flight requests."
+    )
+
+    # -- serving (used by `agent-endpoint serve`)
+    host: str = Field(default="127.0.0.1", description="Bind address.")
+    port: int = Field(
+        default=8000,
+        gt=0,
+        lt=65536,
+        validation_alias=AliasChoices("AGENT_PORT", "PORT"),
+        description="Bind port; PORT (set by PaaS platforms) works too.",
+    )
+    log_level: str = Field(default="info", description="Python log level name.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_from_csv(cls, value: object) -> object:
+        return _split_csv(value) if isinstance(value, str) else value
+
+    @field_validator("required_headers", mode="before")
+    @classmethod
+    def _headers_from_csv(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in _split_csv(value):
+            name, sep, header_value = item.partition("=")
+            if not sep or not name.strip() or not header_value.strip():
+                raise ValueError(
+                    f"AGENT_REQUIRED_HEADERS entry {name.strip()!r} must look like Name=value"
+                )
+            pairs[name.strip()] = header_value.strip()
+        return pairs
+
+    @field_validator("invoke_path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("AGENT_INVOKE_PATH must start with '/', e.g. /invoke")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_real(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(keys, start=1):
+            secret = key.get_secret_value()
+            if secret.lower() in PLACEHOLDER_KEYS or len(secret) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"AGENT_API_KEYS entry #{position} is a placeholder or shorter than "
+                    f"{MIN_KEY_LENGTH} characters; generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+        return keys
+
+    def check_auth_configured(self) -> None:
+        """Refuse to serve without keys unless auth was switched off on purpose."""
+        if not self.api_keys and not self.auth_disabled:
+            raise SettingsError(
+                "no API keys configured: set AGENT_API_KEYS=<key>[,<key>...] "
+                "(or AGENT_AUTH_DISABLED=true for local development only)"
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one readable line."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only needed on this path
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_variable(err['loc'])}{err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    if not location:
+        return ""
+    name = str(location[0])
+    return f"{name if name.isupper() else 'AGENT_' + name.upper()}: "
