@@ -85,7 +85,7 @@ def parse_envelope(body: bytes) -> InvokeRequest:
             'the request body is empty; send {"input": {...}, "arize_metadata": {...}}',
         )
     try:
-        document = json.loads(body)
+        document = json.loads(body.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = (
             f" (line {exc.lineno}, column {exc.colno})"

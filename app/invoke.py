@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,8 +64,11 @@ def invoke_handler(
                 "the caller disconnected; the agent run was cancelled",
                 run_id=run_id,
             )
-        except Exception as exc:
-            ctx.logger.exception("agent %s raised", runner.agent.name)
+        except Exception as exc:  # noqa: BLE001 - any agent failure becomes one error shape
+            # The traceback is formatted here so configured secrets can be masked out of it,
+            # which logger.exception() would not do.
+            trace = redact("".join(traceback.format_exception(exc)))
+            ctx.logger.error("agent %s raised:\n%s", runner.agent.name, trace)  # noqa: TRY400
             detail = redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_MESSAGE]
             return error_response(500, "agent_error", f"the agent raised {detail}", run_id=run_id)
         try:

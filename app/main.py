@@ -139,6 +139,8 @@ def create_app(
         tags=["agent"],
     )
 
+    _document_security(app, settings)
+
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process serves requests")
     async def healthz() -> Health:
         return Health(status="ok")
@@ -167,6 +169,27 @@ def create_app(
     return app
 
 
+def _document_security(app: FastAPI, settings: Settings) -> None:
+    """Declare both credential forms in OpenAPI, so /docs has an Authorize button."""
+    if settings.auth_disabled and not settings.api_keys:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header},
+            }
+            operation = document["paths"][settings.invoke_path]["post"]
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _request_body(schema: InputSchema, path: str) -> dict[str, Any]:
     # Local `$ref`s of the input schema point into where it sits in the OpenAPI document.
     pointer = path.replace("~", "~0").replace("/", "~1")
@@ -179,7 +202,10 @@ def _request_body(schema: InputSchema, path: str) -> dict[str, Any]:
         "required": ["input"],
         "properties": {
             "input": schema.openapi_schema(input_location),
-            "arize_metadata": ArizeMetadata.model_json_schema(),
+            "arize_metadata": {
+                "anyOf": [ArizeMetadata.model_json_schema(), {"type": "null"}],
+                "description": "Appended by Arize on every request; optional for local tests.",
+            },
         },
         "additionalProperties": True,
     }

@@ -1,0 +1,426 @@
+"""Benchmark of POST /invoke: `python -m bench.invoke` (`make bench`), about a minute on 2 cores.
+
+What it measures
+----------------
+1. Throughput and latency against a baseline. Two apps are served side by side on 127.0.0.1,
+   each as one uvicorn process with identical settings (1 worker, uvloop, httptools, no access
+   log):
+   - `seed`: the "minimal Python agent endpoint" of Arize's docs (bench/seed_app.py), a bare
+     FastAPI route with a no-op agent;
+   - `ours`: this service (`app.main:app`) with a no-op async agent (bench.agents:noop), API-key
+     auth on, and every check of the request path (envelope, placeholders, input schema).
+   Both get the same request (Arize's envelope with a realistic body and an `Authorization`
+   header) from wrk, with one thread and `--connections` keep-alive connections, for
+   `--duration` seconds each, alternating seed, ours, seed, ours for `--rounds` rounds after a
+   short warm-up. The table shows the median per app of requests/s, p50 and p99 latency, and
+   each app's throughput relative to the first one (the seed). With a no-op agent the figures
+   are the cost of the HTTP layer alone: a real agent takes seconds per row, so a ratio below 1
+   says how much CPU per request the service spends on its checks, not how fast an experiment
+   runs.
+2. Concurrency, the way Arize runs a dataset's rows in parallel: N requests at once over N
+   connections (bench/burst.py), wall time from the first write to the last response.
+   - 1,000 requests to an async agent that awaits asyncio.sleep(1): ideally just over 1 s;
+     the peak RSS (VmHWM) of the server process is reported too.
+   - 200 requests to a sync agent that blocks in time.sleep(1), with AGENT_SYNC_THREADS=256:
+     ideally just over 1 s; and with 40 threads (the stock pool size) for comparison, where the
+     requests queue for threads: about 200 / 40 = 5 s.
+   Each line shows its target and PASS/FAIL; a missed target is reported, not fatal.
+
+Exit status: 0 when every request got the expected 200 answer, 1 when any failed (or a server
+did not start), 2 when wrk is missing. All figures are also written as JSON to
+bench/results/invoke-<timestamp>.json.
+
+To compare another variant (for instance this app exporting traces over OTLP), add a `Server`
+entry to `throughput_servers()`: every figure and ratio is computed for each entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import burst, wrk
+from bench.payload import BODY, EXPECTED, new_api_key, request_headers
+from bench.server import (
+    HOST,
+    ROOT,
+    RunningServer,
+    Server,
+    ServerError,
+    free_ports,
+    serving,
+    uvicorn_command,
+)
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+WARMUP_SECONDS = 2
+BURST_TIMEOUT = 30.0
+EXIT_FAILED = 1
+EXIT_NO_WRK = 2
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------- what is compared
+
+
+def our_server(name: str, api_key: str, entrypoint: str, **settings: str) -> Server:
+    """This app serving `entrypoint`, with AGENT_<NAME>=value for each keyword."""
+    env = {
+        "AGENT_ENTRYPOINT": entrypoint,
+        "AGENT_API_KEYS": api_key,
+        "AGENT_SHUTDOWN_GRACE_SECONDS": "5",
+        **{f"AGENT_{key.upper()}": value for key, value in settings.items()},
+    }
+    return Server(
+        name=name,
+        argv=uvicorn_command("app.main:app"),
+        env=env,
+        path="/invoke",
+        headers=request_headers(api_key),
+        body=BODY,
+        expected=EXPECTED,
+    )
+
+
+def throughput_servers(api_key: str) -> list[Server]:
+    """The apps compared by wrk; the first is the baseline of the ratios."""
+    seed = Server(
+        name="seed",
+        argv=uvicorn_command("bench.seed_app:app"),
+        env={},
+        path="/invoke",
+        headers=request_headers(api_key),  # ignored by the seed; the same bytes for both
+        body=BODY,
+        expected=EXPECTED,
+    )
+    return [seed, our_server("ours", api_key, "bench.agents:noop")]
+
+
+@dataclass(frozen=True)
+class Burst:
+    name: str
+    server: Server
+    requests: int
+    target_seconds: float | None
+    note: str = ""
+
+
+def concurrency_bursts(api_key: str) -> list[Burst]:
+    limits = {"max_concurrency": "2000", "timeout_seconds": "30"}
+    return [
+        Burst(
+            "async sleep(1) x1000",
+            our_server("ours-sleep", api_key, "bench.agents:sleep_1s", **limits),
+            requests=1000,
+            target_seconds=1.3,
+        ),
+        Burst(
+            "sync sleep(1) x200, 256 threads",
+            our_server(
+                "ours-block", api_key, "bench.agents:block_1s", sync_threads="256", **limits
+            ),
+            requests=200,
+            target_seconds=1.5,
+        ),
+        Burst(
+            "sync sleep(1) x200, 40 threads",
+            our_server(
+                "ours-block-40", api_key, "bench.agents:block_1s", sync_threads="40", **limits
+            ),
+            requests=200,
+            target_seconds=None,
+            note="stock pool size, for comparison: expect ~5 s",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- throughput
+
+
+@dataclass(frozen=True)
+class ThroughputSummary:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    ratio: float  # requests/s relative to the first server
+    failed: int
+    rounds: list[wrk.WrkResult]
+
+
+def measure_throughput(
+    wrk_path: str, servers: Sequence[Server], args: argparse.Namespace, workdir: Path
+) -> list[ThroughputSummary]:
+    ports = free_ports(len(servers))
+    with contextlib.ExitStack() as stack:
+        running = [
+            stack.enter_context(serving(server, port, workdir))
+            for server, port in zip(servers, ports, strict=True)
+        ]
+        scripts = {r.name: wrk.write_script(r.server, workdir) for r in running}
+        print(f"warm-up: {WARMUP_SECONDS} s per app", flush=True)
+        for server in running:
+            wrk.run_wrk(wrk_path, server, scripts[server.name], WARMUP_SECONDS, args.connections)
+        rounds: dict[str, list[wrk.WrkResult]] = {r.name: [] for r in running}
+        for number in range(1, args.rounds + 1):
+            for server in running:
+                result = wrk.run_wrk(
+                    wrk_path, server, scripts[server.name], args.duration, args.connections
+                )
+                rounds[server.name].append(result)
+                print(f"round {number}/{args.rounds} {_round_line(server, result)}", flush=True)
+    return summarise(rounds)
+
+
+def _round_line(server: RunningServer, result: wrk.WrkResult) -> str:
+    failed = f", {result.failed} FAILED" if result.failed else ""
+    return (
+        f"{server.name:<8} {result.requests_per_second:>10,.0f} req/s  "
+        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms{failed}"
+    )
+
+
+def summarise(rounds: Mapping[str, list[wrk.WrkResult]]) -> list[ThroughputSummary]:
+    baseline: float | None = None
+    summaries = []
+    for name, results in rounds.items():
+        rate = statistics.median(r.requests_per_second for r in results)
+        baseline = baseline or rate
+        summaries.append(
+            ThroughputSummary(
+                name=name,
+                requests_per_second=rate,
+                p50_ms=statistics.median(r.p50_ms for r in results),
+                p99_ms=statistics.median(r.p99_ms for r in results),
+                ratio=rate / baseline,
+                failed=sum(r.failed for r in results),
+                rounds=results,
+            )
+        )
+    return summaries
+
+
+def print_throughput(summaries: Sequence[ThroughputSummary], args: argparse.Namespace) -> None:
+    baseline = summaries[0].name
+    print(
+        f"\nThroughput: wrk -t 1 -c {args.connections}, {args.duration} s per run, "
+        f"median of {args.rounds} rounds"
+    )
+    print(f"  {'app':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs ' + baseline:>9}")
+    for s in summaries:
+        failed = f"  {s.failed} FAILED (non-2xx or socket errors)" if s.failed else ""
+        print(
+            f"  {s.name:<8} {s.requests_per_second:>10,.0f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
+            f"{s.ratio:>9.2f}{failed}"
+        )
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+@dataclass(frozen=True)
+class BurstSummary:
+    name: str
+    requests: int
+    ok: int
+    wall_seconds: float | None
+    target_seconds: float | None
+    met_target: bool | None
+    rss_before_mib: float
+    peak_rss_mib: float
+    outcomes: dict[str, int]
+    note: str
+
+
+def measure_burst(spec: Burst, workdir: Path) -> BurstSummary:
+    (port,) = free_ports(1)
+    with serving(spec.server, port, workdir) as running:
+        rss_before = running.memory_mib("VmRSS")
+        request = burst.http_request(
+            HOST, port, spec.server.path, spec.server.headers, spec.server.body
+        )
+        result = asyncio.run(
+            burst.burst(
+                HOST,
+                port,
+                request,
+                spec.requests,
+                expected=spec.server.expected,
+                within=BURST_TIMEOUT,
+            )
+        )
+        peak = running.memory_mib("VmHWM")
+    met = None
+    if spec.target_seconds is not None:
+        met = result.wall_seconds is not None and result.wall_seconds <= spec.target_seconds
+    return BurstSummary(
+        name=spec.name,
+        requests=result.requests,
+        ok=result.ok,
+        wall_seconds=result.wall_seconds,
+        target_seconds=spec.target_seconds,
+        met_target=met,
+        rss_before_mib=rss_before,
+        peak_rss_mib=peak,
+        outcomes=result.outcomes,
+        note=spec.note,
+    )
+
+
+def print_burst(s: BurstSummary) -> None:
+    wall = f"{s.wall_seconds:.2f} s" if s.wall_seconds is not None else "n/a"
+    if s.target_seconds is None:
+        target = f"({s.note})" if s.note else ""
+    else:
+        target = f"target <= {s.target_seconds:g} s  {'PASS' if s.met_target else 'FAIL'}"
+    print(
+        f"  {s.name:<34} {s.ok:>5}/{s.requests:<5} 200  wall {wall:>7}  "
+        f"peak RSS {s.peak_rss_mib:6.1f} MiB  {target}",
+        flush=True,
+    )
+    if s.ok != s.requests:
+        failures = {k: v for k, v in s.outcomes.items() if k != burst.OK}
+        print(f"    FAILED requests: {failures}", flush=True)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.invoke",
+        description="Throughput vs the seed app (wrk) and concurrency of POST /invoke.",
+    )
+    parser.add_argument("--duration", type=_positive, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=_positive, default=64, help="wrk connections")
+    parser.add_argument("--rounds", type=_at_least_2, default=2, help="rounds per app (>= 2)")
+    parser.add_argument("--only", choices=("throughput", "concurrency"), help="run one part")
+    return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _at_least_2(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (inherited by the servers); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def machine_facts(wrk_path: str | None) -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": _command_output([wrk_path, "--version"]) if wrk_path else None,
+        "commit": _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+def _command_output(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else None
+
+
+def write_results(document: dict[str, Any], started: datetime) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"invoke-{started:%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    return path
+
+
+def _jsonable(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def run(args: argparse.Namespace, wrk_path: str | None, document: dict[str, Any]) -> bool:
+    """Run the selected parts, filling `document`; True when every request succeeded."""
+    api_key = new_api_key()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-invoke-") as tmp:
+        workdir = Path(tmp)  # the servers' cwd: empty, so no .env is read
+        if args.only in (None, "throughput") and wrk_path:
+            summaries = measure_throughput(wrk_path, throughput_servers(api_key), args, workdir)
+            print_throughput(summaries, args)
+            document["throughput"] = summaries
+            ok = ok and not any(s.failed for s in summaries)
+        if args.only in (None, "concurrency"):
+            print(
+                "\nConcurrency: N requests at once on N connections, first write -> last response"
+            )
+            bursts = []
+            for spec in concurrency_bursts(api_key):
+                bursts.append(measure_burst(spec, workdir))
+                print_burst(bursts[-1])
+            document["concurrency"] = bursts
+            ok = ok and all(b.ok == b.requests for b in bursts)
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk_path = wrk.find_wrk()
+    if args.only != "concurrency" and wrk_path is None:
+        print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
+        return EXIT_NO_WRK
+    raise_open_files_limit()
+    started = datetime.now(UTC)
+    document: dict[str, Any] = {
+        "started_at": started.isoformat(),
+        "settings": {**vars(args), "warmup_seconds": WARMUP_SECONDS},
+        "machine": machine_facts(wrk_path),
+    }
+    try:
+        ok = run(args, wrk_path, document)
+    except (ServerError, wrk.WrkError) as exc:
+        print(f"\nbench: {exc}", file=sys.stderr)
+        ok = False
+        document["error"] = str(exc)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; servers stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    document["all_requests_ok"] = ok
+    print(f"\nresults: {write_results(document, started).relative_to(ROOT)}")
+    if not ok:
+        print("bench: some requests FAILED (see above)", file=sys.stderr)
+    return 0 if ok else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Shared fixtures: settings without the environment, the real app over httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.entrypoint import AgentFunction
+from app.main import create_app
+from app.settings import Settings
+
+KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
+OLD_KEY = "test-key-old-bbbbbbbbbbbbbbbbbbbb"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+METADATA: dict[str, Any] = {
+    "dataset_id": "ds_1",
+    "experiment_id": "exp_1",
+    "run_id": "run_1",
+    "example_id": "ex_1",
+    "space_id": "sp_1",
+}
+
+
+def envelope(goal: str = "Plan a 3-day trip to Tokyo", **input_extra: Any) -> dict[str, Any]:
+    return {"input": {"goal": goal, **input_extra}, "arize_metadata": dict(METADATA)}
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings from keyword arguments only: the developer's environment and .env are ignored."""
+    values: dict[str, Any] = {"api_keys": [KEY], **overrides}
+    return Settings.model_validate(values)
+
+
+@asynccontextmanager
+async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that talks to the real app in-process, with its lifespan running."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def build_app() -> AppFactory:
+    def build(agent: AgentFunction | None = None, **overrides: Any) -> FastAPI:
+        return create_app(make_settings(**overrides), agent=agent)
+
+    return build
+
+
+@pytest.fixture
+async def client(build_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(build_app()) as http:
+        yield http

@@ -1,0 +1,65 @@
+"""`agent-endpoint`: printing the schema, refusing a bad configuration with one readable line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.settings import PACKAGE_DIR
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_schema_prints_the_pasteable_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(
+        (PACKAGE_DIR / "input_schema.json").read_text()
+    )
+
+
+def test_schema_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--presets"]) == 0
+    assert "Cost optimized" in json.loads(capsys.readouterr().out)
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**clean, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "no API keys configured: set AGENT_API_KEYS"),
+        (
+            {"AGENT_AUTH_DISABLED": "true", "AGENT_ENTRYPOINT": "tests.agents:missing"},
+            "AGENT_ENTRYPOINT='tests.agents:missing'",
+        ),
+        ({"AGENT_API_KEYS": "changeme"}, "AGENT_API_KEYS: "),
+        (
+            {"AGENT_AUTH_DISABLED": "true", "AGENT_INPUT_SCHEMA_FILE": "/nonexistent.json"},
+            "AGENT_INPUT_SCHEMA_FILE: file /nonexistent.json does not exist",
+        ),
+    ],
+    ids=["no keys", "bad entrypoint", "placeholder key", "missing schema"],
+)
+def test_serve_refuses_a_bad_configuration(env: dict[str, str], message: str) -> None:
+    result = run_cli("serve", "--port", "1", **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
