@@ -117,6 +117,11 @@ class Settings(BaseSettings):
             pairs[name.strip()] = header_value.strip()
         return pairs
 
+    @field_validator("presets_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("invoke_path")
     @classmethod
     def _path_starts_with_slash(cls, value: str) -> str:
