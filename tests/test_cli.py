@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from app.cli import main
 from app.settings import PACKAGE_DIR
-
-ROOT = Path(__file__).parent.parent
+from tests.processes import run_python
 
 
 def test_schema_prints_the_pasteable_schema(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,19 +21,6 @@ def test_schema_prints_the_pasteable_schema(capsys: pytest.CaptureFixture[str]) 
 def test_schema_presets(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "--presets"]) == 0
     assert "Cost optimized" in json.loads(capsys.readouterr().out)
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env={**clean, **env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(
@@ -58,7 +40,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     ids=["no keys", "bad entrypoint", "placeholder key", "missing schema"],
 )
 def test_serve_refuses_a_bad_configuration(env: dict[str, str], message: str) -> None:
-    result = run_cli("serve", "--port", "1", **env)
+    result = run_python("-m", "app.cli", "serve", "--port", "1", env=env)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

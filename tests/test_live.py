@@ -6,7 +6,6 @@ A caller that disconnects cancels its agent run; SIGTERM lets in-flight requests
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,8 +22,8 @@ from app.context import AgentContext
 from app.main import create_app
 from tests.conftest import AUTH, KEY, envelope, make_settings
 from tests.live import free_port, live_server
+from tests.processes import ROOT, clean_env
 
-ROOT = Path(__file__).parent.parent
 WAIT = 10.0
 
 
@@ -35,6 +34,14 @@ def raw_request(body: dict[str, Any]) -> bytes:
         f"Authorization: Bearer {KEY}\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
+
+
+def hang_up_once_started(url: str, started: threading.Event) -> None:
+    """Send a whole request over a raw socket, then close it as soon as the agent runs."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(raw_request(envelope()))
+        assert started.wait(WAIT)
 
 
 def test_disconnect_cancels_an_async_run() -> None:
@@ -52,12 +59,8 @@ def test_disconnect_cancels_an_async_run() -> None:
             raise
         return "never"
 
-    app = create_app(make_settings(), agent=agent)
-    with live_server(app) as url:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(raw_request(envelope()))
-            assert started.wait(WAIT)
+    with live_server(create_app(make_settings(), agent=agent)) as url:
+        hang_up_once_started(url, started)
         assert cancelled.wait(WAIT)
         # The slot is free again and the server keeps serving.
         ready = httpx.get(f"{url}/readyz").json()
@@ -76,12 +79,8 @@ def test_disconnect_signals_a_sync_run() -> None:
             saw_cancel.set()
         return "stopped"
 
-    app = create_app(make_settings(), agent=agent)
-    with live_server(app) as url:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(raw_request(envelope()))
-            assert started.wait(WAIT)
+    with live_server(create_app(make_settings(), agent=agent)) as url:
+        hang_up_once_started(url, started)
         assert saw_cancel.wait(WAIT)
 
 
@@ -107,18 +106,15 @@ def test_many_parallel_rows_over_real_http() -> None:
 
 
 def start_server(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
             cwd=ROOT,
-            env={
-                **clean,
-                "AGENT_API_KEYS": KEY,
-                "AGENT_INPUT_SCHEMA_FILE": str(ROOT / "tests" / "open_schema.json"),
-                "PYTHONPATH": str(ROOT),
+            env=clean_env(
+                AGENT_API_KEYS=KEY,
+                AGENT_INPUT_SCHEMA_FILE=str(ROOT / "tests" / "open_schema.json"),
                 **env,
-            },
+            ),
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import AUTH, KEY, AppFactory, client_for, envelope
+from tests.processes import run_python
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).parent.parent
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -115,15 +112,7 @@ def test_importing_the_module_builds_nothing() -> None:
         "assert 'app' not in vars(m); "
         "assert 'app.agent' not in sys.modules; print('ok')"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_python("-c", code)
     assert result.stdout.strip() == "ok", result.stderr
 
 
@@ -133,19 +122,14 @@ def test_app_attribute_is_built_from_the_environment(tmp_path: Path) -> None:
         "a = m.app; assert m.app is a; "
         "print(json.dumps([a.state.settings.invoke_path, a.state.runner.agent.name]))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-    env |= {
-        "AGENT_API_KEYS": KEY,
-        "AGENT_ENTRYPOINT": "tests.agents:echo",
-        "AGENT_INVOKE_PATH": "/x",
-        "PYTHONPATH": str(ROOT),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
+    result = run_python(
+        "-c",
+        code,
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        env={
+            "AGENT_API_KEYS": KEY,
+            "AGENT_ENTRYPOINT": "tests.agents:echo",
+            "AGENT_INVOKE_PATH": "/x",
+        },
     )
     assert json.loads(result.stdout) == ["/x", "tests.agents:echo"], result.stderr
