@@ -35,7 +35,8 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class BurstResult:
     requests: int
     ok: int
-    wall_seconds: float | None  # None when no response came back at all
+    first_seconds: float | None  # first write → first complete response; None if none came
+    wall_seconds: float | None  # first write → last complete response; None if none came
     outcomes: dict[str, int]  # "ok", "HTTP 429", "TimeoutError", ... → count
 
     @property
@@ -64,11 +65,18 @@ async def burst(
     connections = [item for item in opened if not isinstance(item, str)]
     outcomes = Counter(item for item in opened if isinstance(item, str))
     try:
-        wall, replies = await _exchange_all(connections, request, expected, within)
+        replies = await _exchange_all(connections, request, expected, within)
     finally:
         await _close_all(connections)
-    outcomes.update(replies)
-    return BurstResult(requests=count, ok=outcomes[OK], wall_seconds=wall, outcomes=dict(outcomes))
+    outcomes.update(outcome for outcome, _ in replies)
+    times = [elapsed for _, elapsed in replies if elapsed is not None]
+    return BurstResult(
+        requests=count,
+        ok=outcomes[OK],
+        first_seconds=min(times, default=None),
+        wall_seconds=max(times, default=None),
+        outcomes=dict(outcomes),
+    )
 
 
 async def _connect(host: str, port: int) -> Connection | str:
@@ -81,7 +89,8 @@ async def _connect(host: str, port: int) -> Connection | str:
 
 async def _exchange_all(
     connections: list[Connection], request: bytes, expected: Any, within: float
-) -> tuple[float | None, list[str]]:
+) -> list[tuple[str, float | None]]:
+    """Each request's outcome and the seconds from the first write to its complete response."""
     deadline = asyncio.get_running_loop().time() + within
     start = time.perf_counter()
     for _, writer in connections:
@@ -89,9 +98,7 @@ async def _exchange_all(
     results = await asyncio.gather(
         *(_exchange(reader, writer, expected, deadline) for reader, writer in connections)
     )
-    finished = [at for _, at in results if at is not None]
-    wall = max(finished) - start if finished else None
-    return wall, [outcome for outcome, _ in results]
+    return [(outcome, None if at is None else at - start) for outcome, at in results]
 
 
 async def _exchange(

@@ -18,58 +18,49 @@ What it measures
    says how much CPU per request the service spends on its checks, not how fast an experiment
    runs.
 2. Concurrency, the way Arize runs a dataset's rows in parallel: N requests at once over N
-   connections (bench/burst.py), wall time from the first write to the last response.
-   - 1,000 requests to an async agent that awaits asyncio.sleep(1): ideally just over 1 s;
-     the peak RSS (VmHWM) of the server process is reported too.
+   connections (bench/burst.py), one server per scenario. `first` and `last` are the seconds
+   from the first write to the first and to the last complete response: `first` near 1 s is
+   the agent's own second, and `last - first` is mostly the server's CPU work for the N
+   requests done one after the other on its event loop. `peak RSS` is the server process's
+   VmHWM (start-up included).
+   - 1,000 requests to an async agent that awaits asyncio.sleep(1): target `last` <= 1.3 s.
    - 200 requests to a sync agent that blocks in time.sleep(1), with AGENT_SYNC_THREADS=256:
-     ideally just over 1 s; and with 40 threads (the stock pool size) for comparison, where the
+     target <= 1.5 s; and with 40 threads (the stock pool size) for comparison, where the
      requests queue for threads: about 200 / 40 = 5 s.
    Each line shows its target and PASS/FAIL; a missed target is reported, not fatal.
 
 Exit status: 0 when every request got the expected 200 answer, 1 when any failed (or a server
-did not start), 2 when wrk is missing. All figures are also written as JSON to
+did not start), 2 when wrk is missing or a flag is wrong. All figures are also written as JSON to
 bench/results/invoke-<timestamp>.json.
 
 To compare another variant (for instance this app exporting traces over OTLP), add a `Server`
-entry to `throughput_servers()`: every figure and ratio is computed for each entry.
+entry to `throughput_servers()` below: every figure and ratio is computed for each entry.
+Figures from one machine compare with each other only; rerun both sides before concluding.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import burst, wrk
+from bench import concurrency, throughput, wrk
+from bench.concurrency import Burst
 from bench.payload import BODY, EXPECTED, new_api_key, request_headers
-from bench.server import (
-    HOST,
-    ROOT,
-    RunningServer,
-    Server,
-    ServerError,
-    free_ports,
-    serving,
-    uvicorn_command,
-)
+from bench.server import ROOT, Server, ServerError, uvicorn_command
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-WARMUP_SECONDS = 2
-BURST_TIMEOUT = 30.0
 EXIT_FAILED = 1
 EXIT_NO_WRK = 2
 EXIT_INTERRUPTED = 130
@@ -111,15 +102,6 @@ def throughput_servers(api_key: str) -> list[Server]:
     return [seed, our_server("ours", api_key, "bench.agents:noop")]
 
 
-@dataclass(frozen=True)
-class Burst:
-    name: str
-    server: Server
-    requests: int
-    target_seconds: float | None
-    note: str = ""
-
-
 def concurrency_bursts(api_key: str) -> list[Burst]:
     limits = {"max_concurrency": "2000", "timeout_seconds": "30"}
     return [
@@ -147,155 +129,6 @@ def concurrency_bursts(api_key: str) -> list[Burst]:
             note="stock pool size, for comparison: expect ~5 s",
         ),
     ]
-
-
-# ---------------------------------------------------------------- throughput
-
-
-@dataclass(frozen=True)
-class ThroughputSummary:
-    name: str
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    ratio: float  # requests/s relative to the first server
-    failed: int
-    rounds: list[wrk.WrkResult]
-
-
-def measure_throughput(
-    wrk_path: str, servers: Sequence[Server], args: argparse.Namespace, workdir: Path
-) -> list[ThroughputSummary]:
-    ports = free_ports(len(servers))
-    with contextlib.ExitStack() as stack:
-        running = [
-            stack.enter_context(serving(server, port, workdir))
-            for server, port in zip(servers, ports, strict=True)
-        ]
-        scripts = {r.name: wrk.write_script(r.server, workdir) for r in running}
-        print(f"warm-up: {WARMUP_SECONDS} s per app", flush=True)
-        for server in running:
-            wrk.run_wrk(wrk_path, server, scripts[server.name], WARMUP_SECONDS, args.connections)
-        rounds: dict[str, list[wrk.WrkResult]] = {r.name: [] for r in running}
-        for number in range(1, args.rounds + 1):
-            for server in running:
-                result = wrk.run_wrk(
-                    wrk_path, server, scripts[server.name], args.duration, args.connections
-                )
-                rounds[server.name].append(result)
-                print(f"round {number}/{args.rounds} {_round_line(server, result)}", flush=True)
-    return summarise(rounds)
-
-
-def _round_line(server: RunningServer, result: wrk.WrkResult) -> str:
-    failed = f", {result.failed} FAILED" if result.failed else ""
-    return (
-        f"{server.name:<8} {result.requests_per_second:>10,.0f} req/s  "
-        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms{failed}"
-    )
-
-
-def summarise(rounds: Mapping[str, list[wrk.WrkResult]]) -> list[ThroughputSummary]:
-    baseline: float | None = None
-    summaries = []
-    for name, results in rounds.items():
-        rate = statistics.median(r.requests_per_second for r in results)
-        baseline = baseline or rate
-        summaries.append(
-            ThroughputSummary(
-                name=name,
-                requests_per_second=rate,
-                p50_ms=statistics.median(r.p50_ms for r in results),
-                p99_ms=statistics.median(r.p99_ms for r in results),
-                ratio=rate / baseline,
-                failed=sum(r.failed for r in results),
-                rounds=results,
-            )
-        )
-    return summaries
-
-
-def print_throughput(summaries: Sequence[ThroughputSummary], args: argparse.Namespace) -> None:
-    baseline = summaries[0].name
-    print(
-        f"\nThroughput: wrk -t 1 -c {args.connections}, {args.duration} s per run, "
-        f"median of {args.rounds} rounds"
-    )
-    print(f"  {'app':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs ' + baseline:>9}")
-    for s in summaries:
-        failed = f"  {s.failed} FAILED (non-2xx or socket errors)" if s.failed else ""
-        print(
-            f"  {s.name:<8} {s.requests_per_second:>10,.0f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
-            f"{s.ratio:>9.2f}{failed}"
-        )
-
-
-# ---------------------------------------------------------------- concurrency
-
-
-@dataclass(frozen=True)
-class BurstSummary:
-    name: str
-    requests: int
-    ok: int
-    wall_seconds: float | None
-    target_seconds: float | None
-    met_target: bool | None
-    rss_before_mib: float
-    peak_rss_mib: float
-    outcomes: dict[str, int]
-    note: str
-
-
-def measure_burst(spec: Burst, workdir: Path) -> BurstSummary:
-    (port,) = free_ports(1)
-    with serving(spec.server, port, workdir) as running:
-        rss_before = running.memory_mib("VmRSS")
-        request = burst.http_request(
-            HOST, port, spec.server.path, spec.server.headers, spec.server.body
-        )
-        result = asyncio.run(
-            burst.burst(
-                HOST,
-                port,
-                request,
-                spec.requests,
-                expected=spec.server.expected,
-                within=BURST_TIMEOUT,
-            )
-        )
-        peak = running.memory_mib("VmHWM")
-    met = None
-    if spec.target_seconds is not None:
-        met = result.wall_seconds is not None and result.wall_seconds <= spec.target_seconds
-    return BurstSummary(
-        name=spec.name,
-        requests=result.requests,
-        ok=result.ok,
-        wall_seconds=result.wall_seconds,
-        target_seconds=spec.target_seconds,
-        met_target=met,
-        rss_before_mib=rss_before,
-        peak_rss_mib=peak,
-        outcomes=result.outcomes,
-        note=spec.note,
-    )
-
-
-def print_burst(s: BurstSummary) -> None:
-    wall = f"{s.wall_seconds:.2f} s" if s.wall_seconds is not None else "n/a"
-    if s.target_seconds is None:
-        target = f"({s.note})" if s.note else ""
-    else:
-        target = f"target <= {s.target_seconds:g} s  {'PASS' if s.met_target else 'FAIL'}"
-    print(
-        f"  {s.name:<34} {s.ok:>5}/{s.requests:<5} 200  wall {wall:>7}  "
-        f"peak RSS {s.peak_rss_mib:6.1f} MiB  {target}",
-        flush=True,
-    )
-    if s.ok != s.requests:
-        failures = {k: v for k, v in s.outcomes.items() if k != burst.OK}
-        print(f"    FAILED requests: {failures}", flush=True)
 
 
 # ---------------------------------------------------------------- the run
@@ -327,13 +160,12 @@ def _at_least_2(text: str) -> int:
     return value
 
 
-def raise_open_files_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit (inherited by the servers); the new soft limit."""
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit; the servers inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def machine_facts(wrk_path: str | None) -> dict[str, Any]:
@@ -341,13 +173,13 @@ def machine_facts(wrk_path: str | None) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "wrk": _command_output([wrk_path, "--version"]) if wrk_path else None,
-        "commit": _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "wrk": _first_line([wrk_path, "--version"]) if wrk_path else None,
+        "commit": _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
     }
 
 
-def _command_output(command: list[str]) -> str | None:
+def _first_line(command: list[str]) -> str | None:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -374,20 +206,19 @@ def run(args: argparse.Namespace, wrk_path: str | None, document: dict[str, Any]
     api_key = new_api_key()
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-invoke-") as tmp:
-        workdir = Path(tmp)  # the servers' cwd: empty, so no .env is read
+        workdir = Path(tmp)  # the servers' cwd: empty, so no .env file is read
         if args.only in (None, "throughput") and wrk_path:
-            summaries = measure_throughput(wrk_path, throughput_servers(api_key), args, workdir)
-            print_throughput(summaries, args)
+            load = throughput.Load(args.duration, args.connections, args.rounds)
+            summaries = throughput.measure(wrk_path, throughput_servers(api_key), load, workdir)
+            throughput.print_table(summaries, load)
             document["throughput"] = summaries
-            ok = ok and not any(s.failed for s in summaries)
+            ok = not any(s.failed for s in summaries)
         if args.only in (None, "concurrency"):
-            print(
-                "\nConcurrency: N requests at once on N connections, first write -> last response"
-            )
+            concurrency.print_header()
             bursts = []
             for spec in concurrency_bursts(api_key):
-                bursts.append(measure_burst(spec, workdir))
-                print_burst(bursts[-1])
+                bursts.append(concurrency.measure(spec, workdir))
+                concurrency.print_line(bursts[-1])
             document["concurrency"] = bursts
             ok = ok and all(b.ok == b.requests for b in bursts)
     return ok
@@ -403,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.now(UTC)
     document: dict[str, Any] = {
         "started_at": started.isoformat(),
-        "settings": {**vars(args), "warmup_seconds": WARMUP_SECONDS},
+        "settings": {**vars(args), "warmup_seconds": throughput.WARMUP_SECONDS},
         "machine": machine_facts(wrk_path),
     }
     try:
