@@ -22,7 +22,7 @@ KNOWN_SCHEMES = frozenset({b"basic", b"digest", b"token", b"apikey", b"api-key",
 
 
 class Authenticator:
-    """A FastAPI dependency built from the settings once, at app creation."""
+    """Built from the settings once, at app creation; called with each request."""
 
     def __init__(self, settings: Settings) -> None:
         self.disabled = settings.auth_disabled and not settings.api_keys
@@ -34,7 +34,7 @@ class Authenticator:
             for name, value in settings.required_headers.items()
         }
 
-    async def __call__(self, request: Request) -> None:
+    def __call__(self, request: Request) -> None:
         headers: Sequence[tuple[bytes, bytes]] = request.scope["headers"]
         self._check_required(headers)
         if self.disabled:

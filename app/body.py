@@ -17,12 +17,13 @@ def too_large(limit: int) -> ApiError:
 
 
 class BodyLimit:
-    """A dependency that refuses a declared oversized body before anything else runs."""
+    """AGENT_MAX_BODY_BYTES for one route: a declared size first, then the streamed bytes."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    async def __call__(self, request: Request) -> None:
+    def check_declared(self, request: Request) -> None:
+        """Refuse an oversized `Content-Length` before anything else runs."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             raise too_large(self.limit)

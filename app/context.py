@@ -11,6 +11,8 @@ from typing import Any
 from app.envelope import ArizeMetadata
 from app.settings import Settings
 
+AGENT_LOGGER = logging.getLogger("agent")
+
 
 @dataclass
 class AgentContext:
@@ -49,6 +51,6 @@ def build_context(
         config=config if isinstance(config, dict) else {},
         metadata=metadata,
         settings=settings,
-        logger=logging.LoggerAdapter(logging.getLogger("agent"), {"run_id": run_id}),
+        logger=logging.LoggerAdapter(AGENT_LOGGER, {"run_id": run_id}),
         deadline=time.monotonic() + settings.timeout_seconds,
     )

@@ -57,14 +57,31 @@ class AgentRunner:
         ctx: AgentContext,
         receive: Receive | None = None,
     ) -> Any:
-        """Run the agent once; raises ApiError (429/503/504) or ClientDisconnectedError."""
+        """Run the agent once; raises ApiError (429/503/504) or ClientDisconnectedError.
+
+        The agent runs in the caller's own task; with `receive`, a small watcher task cancels
+        that task if the ASGI server reports that the client went away.
+        """
         await self._acquire(ctx.run_id)
         slot = _Slot(self._release)
-        work = asyncio.ensure_future(self._run_with_deadline(payload, ctx, slot))
-        work.add_done_callback(lambda _: slot.drop())
-        if receive is None:
-            return await work
-        return await _until_disconnect(work, receive, ctx)
+        watcher = None
+        task = asyncio.current_task()
+        if receive is not None and task is not None:
+            watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, ctx))
+        try:
+            return await self._run_with_deadline(payload, ctx, slot)
+        except asyncio.CancelledError:
+            if watcher is not None and watcher.done() and not watcher.cancelled():
+                assert task is not None  # noqa: S101 - a watcher exists only with a task
+                task.uncancel()  # our own cancellation: report it, do not propagate it
+                ctx.logger.info("client disconnected; agent run cancelled")
+                raise ClientDisconnectedError from None
+            ctx.cancelled.set()
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            slot.drop()
 
     async def _run_with_deadline(
         self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot
@@ -158,29 +175,15 @@ class AgentRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _until_disconnect(work: asyncio.Future[Any], receive: Receive, ctx: AgentContext) -> Any:
-    """Await `work`, cancelling it if the ASGI server reports that the client went away."""
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-    try:
-        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        work.cancel()
-        ctx.cancelled.set()
-        raise
-    finally:
-        watcher.cancel()
-    if work in done:
-        return work.result()
-    work.cancel()
-    ctx.cancelled.set()
-    ctx.logger.info("client disconnected; agent run cancelled")
-    raise ClientDisconnectedError
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
+async def _cancel_on_disconnect(
+    receive: Receive, task: asyncio.Task[Any], ctx: AgentContext
+) -> None:
+    """Wait for `http.disconnect`, then cancel the request's task (and tell a sync agent)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            ctx.cancelled.set()
+            task.cancel()
             return
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.errors import ApiError
 from app.input_schema import InputSchema, SchemaFileError
 from app.settings import PACKAGE_DIR
 from tests.agents import echo
@@ -130,3 +131,24 @@ def test_many_violations_are_capped_in_the_message() -> None:
     assert len(violations) == 80
     with pytest.raises(Exception, match="and 30 more"):
         schema.check({f"k{i:03}": "x" for i in range(80)}, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("2026-11-23", True), ("23/11/2026", False), ("2026-13-01", False)],
+)
+def test_formats_are_checked(value: str, accepted: bool) -> None:
+    """Formats are enforced on the fast path and reported by the detailed one."""
+    schema = InputSchema(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {"day": {"type": "string", "format": "date"}},
+        },
+        {},
+    )
+    if accepted:
+        schema.check({"day": value}, None)
+    else:
+        with pytest.raises(ApiError, match=r"input\.day: .* is not a 'date'"):
+            schema.check({"day": value}, None)
