@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -44,7 +45,7 @@ class AgentRunner:
         self.queue_wait = settings.queue_wait_seconds
         self.in_flight = 0
         self.draining = False
-        self._free = asyncio.Semaphore(settings.max_concurrency)
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
         self._executor = ThreadPoolExecutor(
@@ -132,19 +133,36 @@ class AgentRunner:
                 headers={"Retry-After": "1"},
                 run_id=run_id,
             )
-        if self.queue_wait <= 0 and self._free.locked():
+        if self.in_flight < self.capacity:
+            self.in_flight += 1
+            self._idle.clear()
+            return
+        if self.queue_wait <= 0:
             raise self._busy(run_id)
+        # Wait in line: _release hands a slot straight to the first waiter (in_flight does not
+        # change), so a newcomer cannot take it in between.
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        handed_over = False
         try:
-            async with asyncio.timeout(self.queue_wait or None):
-                await self._free.acquire()
+            async with asyncio.timeout(self.queue_wait):
+                await waiter
+            handed_over = True
         except TimeoutError:
-            raise self._busy(run_id) from None
-        self.in_flight += 1
-        self._idle.clear()
+            handed_over = waiter.done() and not waiter.cancelled()  # handed over as time ran out
+            if not handed_over:
+                raise self._busy(run_id) from None
+        finally:
+            if not handed_over and waiter.done() and not waiter.cancelled():
+                self._release()  # cancelled from outside just after the hand-over
 
     def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
         self.in_flight -= 1
-        self._free.release()
         if self.in_flight == 0:
             self._idle.set()
 
