@@ -1,0 +1,208 @@
+"""Running a dataset through an endpoint the way Arize's coordinator does.
+
+For every row: hydrate the body template, wrap it in `{"input": ..., "arize_metadata": ...}`
+with generated ids, send it with a fresh W3C `traceparent` (the run's own span), `tracestate`
+and the `arize.space_id`/`arize.project_name` baggage, and record one result: the response
+stored verbatim, or the error (status and body, timeout, connection failure). Rows run in
+parallel on `concurrency` workers pulling from the streamed dataset, so memory stays flat.
+Retries happen only where Arize would: connection errors and 429/5xx, with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+
+from coordinator.dataset import Row
+from coordinator.template import TemplateError, hydrate
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0  # seconds: a larger Retry-After is cut to this
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What one experiment sends; `headers` hold credentials and are never written out."""
+
+    url: str
+    template: Any
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    space_id: str = field(default_factory=lambda: f"sp_{uuid.uuid4().hex[:12]}")
+    project_name: str | None = "local-experiments"
+    dataset_id: str = field(default_factory=lambda: f"ds_{uuid.uuid4().hex[:12]}")
+    experiment_id: str = field(default_factory=lambda: f"exp_{uuid.uuid4().hex[:12]}")
+    concurrency: int = 10
+    timeout: float = 120.0
+    retries: int = 3
+    backoff: float = 0.5
+
+
+@dataclass
+class RunResult:
+    """One line of the results file."""
+
+    index: int
+    example_id: str
+    run_id: str
+    trace_id: str
+    request: Any
+    status: int | None = None
+    latency_ms: float | None = None
+    attempts: int = 0
+    response: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def traceparent() -> tuple[str, str, str]:
+    """A fresh sampled W3C traceparent: (header, trace id, span id)."""
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
+
+
+async def run_experiment(
+    experiment: Experiment,
+    rows: Iterator[Row],
+    results: TextIO,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Send every row; write each result as a JSON line as soon as it is known.
+
+    Returns the failed results only (a million successes are not kept in memory).
+    """
+    failed: list[RunResult] = []
+    numbered = enumerate(rows)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for index, row in numbered:  # workers share one iterator: each row is taken once
+            result = await run_one(experiment, client, index, row)
+            results.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+            if not result.ok:
+                failed.append(result)
+            if on_result is not None:
+                on_result(result)
+
+    async with _client(experiment, transport) as client:
+        await asyncio.gather(*(worker(client) for _ in range(experiment.concurrency)))
+    return failed
+
+
+@asynccontextmanager
+async def _client(
+    experiment: Experiment, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(
+        max_connections=experiment.concurrency, max_keepalive_connections=experiment.concurrency
+    )
+    async with httpx.AsyncClient(
+        transport=transport, timeout=experiment.timeout, limits=limits
+    ) as client:
+        yield client
+
+
+async def run_one(
+    experiment: Experiment, client: httpx.AsyncClient, index: int, row: Row
+) -> RunResult:
+    header, trace_id, _ = traceparent()
+    example_id = str(row.get("id") or row.get("example_id") or f"ex_{index}")
+    result = RunResult(
+        index=index,
+        example_id=example_id,
+        run_id=f"run_{uuid.uuid4().hex[:16]}",
+        trace_id=trace_id,
+        request=None,
+    )
+    try:
+        result.request = hydrate(experiment.template, row)
+    except TemplateError as exc:
+        result.error = {"kind": "template", "message": str(exc)}
+        return result
+    envelope = {"input": result.request, "arize_metadata": _metadata(experiment, result)}
+    headers = {
+        **experiment.headers,
+        "Content-Type": "application/json",
+        "traceparent": header,
+        "tracestate": "arize=local-coordinator",
+        "baggage": _baggage(experiment),
+    }
+    body = json.dumps(envelope, ensure_ascii=False).encode()
+    started = time.perf_counter()
+    for attempt in range(1, experiment.retries + 2):
+        result.attempts = attempt
+        retry_after: float | None = None
+        try:
+            response = await client.post(experiment.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            result.error = {"kind": "timeout", "message": f"no answer in {experiment.timeout:g} s"}
+            break
+        except httpx.TransportError as exc:
+            result.error = {"kind": "connection", "message": f"{type(exc).__name__}: {exc}"}
+        else:
+            result.status = response.status_code
+            if response.is_success:
+                result.error = None
+                result.response = _body(response)
+                break
+            result.error = {"kind": "http", "status": response.status_code, "body": _body(response)}
+            if response.status_code not in RETRY_STATUSES:
+                break
+            retry_after = _retry_after(response)
+        if attempt <= experiment.retries:
+            await asyncio.sleep(retry_after or experiment.backoff * 2 ** (attempt - 1))
+    result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    return result
+
+
+def _metadata(experiment: Experiment, result: RunResult) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "dataset_id": experiment.dataset_id,
+        "experiment_id": experiment.experiment_id,
+        "run_id": result.run_id,
+        "example_id": result.example_id,
+        "space_id": experiment.space_id,
+    }
+    if experiment.project_name:
+        metadata["project_name"] = experiment.project_name
+    return metadata
+
+
+def _baggage(experiment: Experiment) -> str:
+    entries = [f"arize.space_id={quote(experiment.space_id, safe='')}"]
+    if experiment.project_name:
+        entries.append(f"arize.project_name={quote(experiment.project_name, safe='')}")
+    return ",".join(entries)
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    if not value.replace(".", "", 1).isdigit():
+        return None
+    return min(float(value), MAX_RETRY_AFTER)
+
+
+def open_results(path: Path) -> TextIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8")
