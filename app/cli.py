@@ -2,6 +2,10 @@
 
 agent-endpoint serve [--host H] [--port P] [--workers N] [--reload]
 agent-endpoint schema [--presets]
+
+More commands come from installed packages through the `agent_endpoint.commands` entry point
+(this repository's `coordinator` registers `agent-endpoint coordinator ...`), so this module
+never imports them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from app.entrypoint import AgentLoadError
 from app.input_schema import InputSchema, SchemaFileError
@@ -18,6 +23,7 @@ from app.settings import Settings, SettingsError, load_settings
 
 CONFIG_ERRORS = (SettingsError, AgentLoadError, SchemaFileError)
 EXIT_CONFIG = 2
+PLUGIN_GROUP = "agent_endpoint.commands"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = commands.add_parser("schema", help="print the input JSON Schema to paste into Arize")
     schema.add_argument("--presets", action="store_true", help="print the presets instead")
 
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        plugin.load()(commands)
+
     args = parser.parse_args(argv)
+    if hasattr(args, "handler"):  # a plugin's command: it reads its own configuration
+        return int(args.handler(args))
     try:
         settings = load_settings()
         if args.command == "schema":

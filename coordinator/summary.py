@@ -1,0 +1,87 @@
+"""The end-of-run summary: counts, latency percentiles, slowest rows, error kinds."""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+from coordinator.runner import RunResult
+
+SLOWEST = 5
+
+
+@dataclass
+class Summary:
+    """Folded one result at a time, so a million rows cost a few megabytes."""
+
+    ok: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    slowest: list[tuple[float, int, str]] = field(default_factory=list)
+
+    def add(self, result: RunResult) -> None:
+        if result.ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+            assert result.error is not None  # noqa: S101 - not ok means an error is set
+            kind = result.error["kind"]
+            self.timed_out += kind == "timeout"
+            self.error_kinds[_error_kind(result)] += 1
+        if result.latency_ms is not None:
+            self.latencies.append(result.latency_ms)
+            entry = (result.latency_ms, result.index, result.example_id)
+            if len(self.slowest) < SLOWEST:
+                heapq.heappush(self.slowest, entry)
+            else:
+                heapq.heappushpop(self.slowest, entry)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed
+
+    def percentile(self, fraction: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+    def render(self) -> str:
+        lines = [
+            f"runs {self.total}: ok {self.ok}, failed {self.failed} (timed out {self.timed_out})",
+        ]
+        marks = ", ".join(
+            f"p{int(f * 100)} {value:.1f} ms"
+            for f in (0.5, 0.95, 0.99)
+            if (value := self.percentile(f)) is not None
+        )
+        if marks:
+            lines.append(f"latency: {marks}")
+        if self.slowest:
+            lines.append("slowest rows:")
+            lines.extend(
+                f"  row {index} ({example}): {ms:.1f} ms"
+                for ms, index, example in sorted(self.slowest, reverse=True)
+            )
+        if self.error_kinds:
+            lines.append("errors:")
+            lines.extend(f"  {kind}: {count}" for kind, count in self.error_kinds.most_common())
+        return "\n".join(lines)
+
+
+def _error_kind(result: RunResult) -> str:
+    """`timeout`, `connection`, `template`, or `http 422 input_schema_violation` and the like."""
+    assert result.error is not None  # noqa: S101
+    kind = str(result.error["kind"])
+    if result.status is None:
+        return kind
+    body = result.error.get("body")
+    detail = body.get("error") if isinstance(body, dict) else None
+    named = detail.get("type") if isinstance(detail, dict) else None
+    return (
+        f"{kind} {result.status} {named}" if isinstance(named, str) else f"{kind} {result.status}"
+    )
