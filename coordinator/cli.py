@@ -18,9 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from coordinator.dataset import Dataset, DatasetError
 from coordinator.log_api import LogStore, create_log_api
 from coordinator.runner import Experiment, RunResult, open_results, run_experiment
+from coordinator.schema import body_validator, schema_document, with_preset
 from coordinator.summary import Summary
 from coordinator.template import TemplateError, check_template
 
@@ -45,6 +48,13 @@ def register(commands: Any) -> None:
     run.add_argument("--concurrency", type=int, default=10)
     run.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     run.add_argument("--retries", type=int, default=3, help="on connection errors, 429, 5xx")
+    run.add_argument("--rate", type=float, help="at most this many requests per second")
+    run.add_argument(
+        "--schema",
+        help="validate each body before sending: 'auto' (GET /schema of the endpoint's host), "
+        "a URL, or a file (the /schema document or a bare JSON Schema)",
+    )
+    run.add_argument("--preset", help="put this named preset (from the schema document) in config")
     run.add_argument("--results", type=Path, default=Path("results.jsonl"))
     run.add_argument("--space-id", default="sp_local")
     run.add_argument("--project", default="local-experiments")
@@ -65,7 +75,13 @@ def _run(args: argparse.Namespace) -> int:
         dataset = Dataset.open(args.dataset)
         check_template(template, dataset.columns())
         headers = _headers(args.header)
-    except (DatasetError, TemplateError, ValueError) as exc:
+        validate = None
+        if args.schema or args.preset:
+            document = schema_document(args.schema or "auto", args.url, headers)
+            validate = body_validator(document) if args.schema else None
+            if args.preset:
+                template = with_preset(template, document, args.preset)
+    except (DatasetError, TemplateError, ValueError, httpx.HTTPError) as exc:
         print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
         return EXIT_USAGE
     experiment = Experiment(
@@ -77,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
         retries=args.retries,
+        rate=args.rate,
+        validate=validate,
     )
     summary = Summary()
 

@@ -46,6 +46,9 @@ class Experiment:
     timeout: float = 120.0
     retries: int = 3
     backoff: float = 0.5
+    rate: float | None = None  # requests per second across all workers
+    # Checks a hydrated body before it is sent; returns the violations (empty: send it).
+    validate: Callable[[Any], list[str]] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -88,10 +91,11 @@ async def run_experiment(
     """
     failed: list[RunResult] = []
     numbered = enumerate(rows)
+    pace = _Pace(experiment.rate)
 
     async def worker(client: httpx.AsyncClient) -> None:
         for index, row in numbered:  # workers share one iterator: each row is taken once
-            result = await run_one(experiment, client, index, row)
+            result = await run_one(experiment, client, index, row, pace)
             results.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
             if not result.ok:
                 failed.append(result)
@@ -117,7 +121,11 @@ async def _client(
 
 
 async def run_one(
-    experiment: Experiment, client: httpx.AsyncClient, index: int, row: Row
+    experiment: Experiment,
+    client: httpx.AsyncClient,
+    index: int,
+    row: Row,
+    pace: _Pace | None = None,
 ) -> RunResult:
     header, trace_id, _ = traceparent()
     example_id = str(row.get("id") or row.get("example_id") or f"ex_{index}")
@@ -133,6 +141,11 @@ async def run_one(
     except TemplateError as exc:
         result.error = {"kind": "template", "message": str(exc)}
         return result
+    if experiment.validate is not None:
+        violations = experiment.validate(result.request)
+        if violations:
+            result.error = {"kind": "schema", "violations": violations}
+            return result
     envelope = {"input": result.request, "arize_metadata": _metadata(experiment, result)}
     headers = {
         **experiment.headers,
@@ -146,6 +159,8 @@ async def run_one(
     for attempt in range(1, experiment.retries + 2):
         result.attempts = attempt
         retry_after: float | None = None
+        if pace is not None:
+            await pace.wait()
         try:
             response = await client.post(experiment.url, content=body, headers=headers)
         except httpx.TimeoutException:
@@ -206,3 +221,20 @@ def _retry_after(response: httpx.Response) -> float | None:
 def open_results(path: Path) -> TextIO:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("w", encoding="utf-8")
+
+
+class _Pace:
+    """Spaces requests evenly to at most `rate` per second, across all workers."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.cli import main
+from app.context import AgentContext
 from app.main import create_app
 from tests.conftest import KEY, make_settings
 from tests.live import live_server
@@ -99,3 +103,94 @@ def test_bad_header_flag_is_a_usage_error(
     )
     assert code == 2
     assert "--header must look like 'Name: value'" in capsys.readouterr().err
+
+
+def test_schema_auto_refuses_bad_bodies_before_sending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def record(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
+        seen.append(input)
+        return "ok"
+
+    results = tmp_path / "r.jsonl"
+    with live_server(create_app(make_settings(), agent=record)) as base:
+        code = coordinator(
+            base + "/invoke",
+            results,
+            "--template",
+            '{"question": "{{question}}"}',
+            "--header",
+            f"X-API-Key: {KEY}",
+            "--schema",
+            "auto",
+        )
+    assert code == 1
+    assert seen == []
+    first = json.loads(results.read_text().splitlines()[0])
+    assert first["error"]["kind"] == "schema"
+    assert "input: 'goal' is a required property" in first["error"]["violations"]
+    assert "schema: 4" in capsys.readouterr().out
+
+
+def test_preset_fills_config(tmp_path: Path) -> None:
+    configs: list[Any] = []
+
+    async def record(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
+        configs.append(ctx.config)
+        return "ok"
+
+    with live_server(create_app(make_settings(), agent=record)) as base:
+        code = coordinator(
+            base + "/invoke",
+            tmp_path / "r.jsonl",
+            "--template",
+            '{"goal": "{{question}}"}',
+            "--header",
+            f"X-API-Key: {KEY}",
+            "--schema",
+            "auto",
+            "--preset",
+            "Cost optimized",
+        )
+    assert code == 0
+    assert configs == [{"model": "claude-haiku-4-5", "max_turns": 8}] * 4
+
+
+def test_unknown_preset_lists_the_presets(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = coordinator(
+        url, tmp_path / "r.jsonl", "--template", '{"goal": "{{question}}"}', "--preset", "Fast"
+    )
+    assert code == 2
+    assert "no preset 'Fast'; presets: Production baseline, Opus comparison, Cost optimized" in (
+        capsys.readouterr().err
+    )
+
+
+def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
+    arrivals: list[float] = []
+
+    async def stamp(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
+        arrivals.append(time.monotonic())
+        return "ok"
+
+    with live_server(create_app(make_settings(), agent=stamp)) as base:
+        code = coordinator(
+            base + "/invoke",
+            tmp_path / "r.jsonl",
+            "--template",
+            '{"goal": "{{question}}"}',
+            "--header",
+            f"X-API-Key: {KEY}",
+            "--rate",
+            "10",
+            "--concurrency",
+            "4",
+        )
+    assert code == 0
+    gaps = [b - a for a, b in itertools.pairwise(sorted(arrivals))]
+    assert len(gaps) == 3
+    assert min(gaps) > 0.08  # 10 per second: 0.1 s apart, whatever the concurrency
