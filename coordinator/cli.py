@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -55,6 +58,17 @@ def register(commands: Any) -> None:
         "a URL, or a file (the /schema document or a bare JSON Schema)",
     )
     run.add_argument("--preset", help="put this named preset (from the schema document) in config")
+    run.add_argument(
+        "--log-api-port",
+        type=int,
+        help="also serve the log API stand-in on 127.0.0.1:PORT during the run, and match "
+        "records pushed there to runs that answered 202 (prediction id = run id)",
+    )
+    run.add_argument("--log-api-key", action="append", default=[], help="accepted API key")
+    run.add_argument("--space-key", action="append", default=[], help="accepted space key")
+    run.add_argument(
+        "--push-wait", type=float, default=300.0, help="seconds to wait for each pushed result"
+    )
     run.add_argument("--results", type=Path, default=Path("results.jsonl"))
     run.add_argument("--space-id", default="sp_local")
     run.add_argument("--project", default="local-experiments")
@@ -95,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         retries=args.retries,
         rate=args.rate,
         validate=validate,
+        push_wait=args.push_wait,
     )
     summary = Summary()
 
@@ -107,12 +122,49 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with open_results(args.results) as results:
-        asyncio.run(run_experiment(experiment, dataset.rows(), results, on_result=progress))
+    try:
+        with open_results(args.results) as results:
+            asyncio.run(_experiment(args, experiment, dataset, results, progress))
+    except ValueError as exc:
+        print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(file=sys.stderr)
     print(summary.render())
     print(f"results: {args.results}")
     return EXIT_FAILED_RUNS if summary.failed and not args.allow_failures else 0
+
+
+async def _experiment(
+    args: argparse.Namespace,
+    experiment: Experiment,
+    dataset: Dataset,
+    results: TextIO,
+    progress: Callable[[RunResult], None],
+) -> None:
+    """Run the experiment, with the log API stand-in served beside it when asked."""
+    if args.log_api_port is None:
+        await run_experiment(experiment, dataset.rows(), results, on_result=progress)
+        return
+    import uvicorn  # noqa: PLC0415 - only needed with --log-api-port
+
+    store = LogStore(api_keys=frozenset(args.log_api_key), space_keys=frozenset(args.space_key))
+    config = uvicorn.Config(
+        create_log_api(store), host="127.0.0.1", port=args.log_api_port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.01)
+    if not server.started:
+        with contextlib.suppress(BaseException):
+            await serving
+        raise ValueError(f"cannot serve the log API on 127.0.0.1:{args.log_api_port}")
+    try:
+        experiment = dataclasses.replace(experiment, pushes=store)
+        await run_experiment(experiment, dataset.rows(), results, on_result=progress)
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def _log_api(args: argparse.Namespace) -> int:

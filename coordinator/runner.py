@@ -25,10 +25,12 @@ from urllib.parse import quote
 import httpx
 
 from coordinator.dataset import Row
+from coordinator.log_api import LogStore
 from coordinator.template import TemplateError, hydrate
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0  # seconds: a larger Retry-After is cut to this
+PUSH_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Experiment:
     rate: float | None = None  # requests per second across all workers
     # Checks a hydrated body before it is sent; returns the violations (empty: send it).
     validate: Callable[[Any], list[str]] | None = field(default=None, repr=False)
+    # For endpoints answering 202: where pushed records land, and how long to wait for each.
+    pushes: LogStore | None = field(default=None, repr=False)
+    push_wait: float = 300.0
 
 
 @dataclass
@@ -65,6 +70,7 @@ class RunResult:
     attempts: int = 0
     response: Any = None
     error: dict[str, Any] | None = None
+    pushed: dict[str, Any] | None = None  # for a 202: the record the agent pushed later
 
     @property
     def ok(self) -> bool:
@@ -93,18 +99,49 @@ async def run_experiment(
     numbered = enumerate(rows)
     pace = _Pace(experiment.rate)
 
+    waiting: list[asyncio.Task[None]] = []
+
+    def finish(result: RunResult) -> None:
+        results.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+        if not result.ok:
+            failed.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    async def await_push(result: RunResult) -> None:
+        assert experiment.pushes is not None  # noqa: S101 - only scheduled with a store
+        result.pushed = await wait_for_push(experiment.pushes, result.run_id, experiment.push_wait)
+        if result.pushed is None:
+            result.error = {
+                "kind": "push_timeout",
+                "message": f"202 accepted, but no record with prediction_id={result.run_id} "
+                f"reached the log API within {experiment.push_wait:g} s",
+            }
+        finish(result)
+
     async def worker(client: httpx.AsyncClient) -> None:
         for index, row in numbered:  # workers share one iterator: each row is taken once
             result = await run_one(experiment, client, index, row, pace)
-            results.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
-            if not result.ok:
-                failed.append(result)
-            if on_result is not None:
-                on_result(result)
+            if result.status == 202 and experiment.pushes is not None:
+                # Arize's run is over; its final result arrives through the log API later.
+                waiting.append(asyncio.create_task(await_push(result)))
+            else:
+                finish(result)
 
     async with _client(experiment, transport) as client:
         await asyncio.gather(*(worker(client) for _ in range(experiment.concurrency)))
+    await asyncio.gather(*waiting)
     return failed
+
+
+async def wait_for_push(store: LogStore, run_id: str, wait_seconds: float) -> dict[str, Any] | None:
+    """The record pushed for this run (prediction id = run id), polled for `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = store.by_prediction_id(run_id)
+        if found or time.monotonic() >= deadline:
+            return found[-1] if found else None
+        await asyncio.sleep(PUSH_POLL_SECONDS)
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -9,13 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from app.cli import main
 from app.context import AgentContext
 from app.main import create_app
 from tests.conftest import KEY, make_settings
-from tests.live import live_server
+from tests.live import free_port, live_server
 from tests.processes import ROOT
 
 SAMPLES = ROOT / "coordinator" / "samples"
@@ -194,3 +200,64 @@ def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
     gaps = [b - a for a, b in itertools.pairwise(sorted(arrivals))]
     assert len(gaps) == 3
     assert min(gaps) > 0.08  # 10 per second: 0.1 s apart, whatever the concurrency
+
+
+def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
+    """An async-style endpoint answers 202, then pushes its result to the log API stand-in."""
+    log_port = free_port()
+    pending: list[asyncio.Task[None]] = []
+
+    async def push(run_id: str, question: str) -> None:
+        await asyncio.sleep(0.2)
+        record = {
+            "space_key": "space-1",
+            "model_id": "trip-planner",
+            "prediction_id": run_id,
+            "prediction": {"label": {"numeric": 1.0}, "features": {"question": question}},
+        }
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"http://127.0.0.1:{log_port}/v1/log",
+                json=record,
+                headers={"Authorization": "log-key-1"},
+            )
+            assert response.status_code == 200, response.text
+
+    async def accept(request: Request) -> Response:
+        body = await request.json()
+        run_id, question = body["arize_metadata"]["run_id"], body["input"]["goal"]
+        if "Paris" in question:  # this job never reports back
+            return JSONResponse({"job_id": "j-lost"}, status_code=202)
+        if "Lisbon" in question:  # answered synchronously
+            return JSONResponse({"final_response": "Lisbon plan"})
+        pending.append(asyncio.create_task(push(run_id, question)))
+        return JSONResponse({"job_id": f"j-{run_id}", "run_id": run_id}, status_code=202)
+
+    results = tmp_path / "r.jsonl"
+    app = Starlette(routes=[Route("/invoke", accept, methods=["POST"])])
+    with live_server(app) as base:
+        code = coordinator(
+            base + "/invoke",
+            results,
+            "--template",
+            '{"goal": "{{question}}"}',
+            "--log-api-port",
+            str(log_port),
+            "--log-api-key",
+            "log-key-1",
+            "--space-key",
+            "space-1",
+            "--push-wait",
+            "1",
+        )
+    lines = {line["example_id"]: line for line in map(json.loads, results.read_text().splitlines())}
+    assert code == 1  # the lost job fails the experiment
+    tokyo = lines["trip-tokyo"]
+    assert tokyo["status"] == 202
+    assert tokyo["response"]["job_id"] == f"j-{tokyo['run_id']}"
+    assert tokyo["pushed"]["prediction_id"] == tokyo["run_id"]
+    assert tokyo["pushed"]["prediction"]["features"]["question"] == "Plan a 3-day trip to Tokyo"
+    assert tokyo["error"] is None
+    assert lines["trip-lisbon"]["pushed"] is None
+    assert lines["trip-lisbon"]["error"] is None
+    assert lines["trip-paris"]["error"]["kind"] == "push_timeout"
