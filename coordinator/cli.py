@@ -69,6 +69,11 @@ def register(commands: Any) -> None:
     run.add_argument(
         "--push-wait", type=float, default=300.0, help="seconds to wait for each pushed result"
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="hydrate (and with --schema validate) every row, write the results, send nothing",
+    )
     run.add_argument("--results", type=Path, default=Path("results.jsonl"))
     run.add_argument("--space-id", default="sp_local")
     run.add_argument("--project", default="local-experiments")
@@ -110,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         rate=args.rate,
         validate=validate,
         push_wait=args.push_wait,
+        dry_run=args.dry_run,
     )
     summary = Summary()
 

@@ -54,6 +54,7 @@ class Experiment:
     # For endpoints answering 202: where pushed records land, and how long to wait for each.
     pushes: LogStore | None = field(default=None, repr=False)
     push_wait: float = 300.0
+    dry_run: bool = False  # hydrate (and validate) every row, send nothing
 
 
 @dataclass
@@ -183,6 +184,8 @@ async def run_one(
         if violations:
             result.error = {"kind": "schema", "violations": violations}
             return result
+    if experiment.dry_run:
+        return result
     envelope = {"input": result.request, "arize_metadata": _metadata(experiment, result)}
     headers = {
         **experiment.headers,

@@ -261,3 +261,14 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
     assert lines["trip-lisbon"]["pushed"] is None
     assert lines["trip-lisbon"]["error"] is None
     assert lines["trip-paris"]["error"]["kind"] == "push_timeout"
+
+
+def test_dry_run_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/invoke"  # nothing listens: a send would fail
+    results = tmp_path / "r.jsonl"
+    code = coordinator(closed, results, "--template", '{"goal": "{{question}}"}', "--dry-run")
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert code == 0
+    assert [line["attempts"] for line in lines] == [0, 0, 0, 0]
+    assert {line["request"]["goal"] for line in lines} >= {"Plan a 3-day trip to Tokyo"}
+    assert "runs 4: ok 4, failed 0" in capsys.readouterr().out
