@@ -29,6 +29,7 @@ from coordinator.runner import Experiment, RunResult, open_results, run_experime
 from coordinator.schema import body_validator, schema_document, with_preset
 from coordinator.summary import Summary
 from coordinator.template import TemplateError, check_template
+from coordinator.tracing import RunSpans, otlp_provider
 
 EXIT_FAILED_RUNS = 1
 EXIT_USAGE = 2
@@ -74,6 +75,11 @@ def register(commands: Any) -> None:
         action="store_true",
         help="hydrate (and with --schema validate) every row, write the results, send nothing",
     )
+    run.add_argument(
+        "--otlp-endpoint",
+        help="export each run's top-level span over OTLP/HTTP, e.g. "
+        "http://127.0.0.1:6006/v1/traces (Phoenix)",
+    )
     run.add_argument("--results", type=Path, default=Path("results.jsonl"))
     run.add_argument("--space-id", default="sp_local")
     run.add_argument("--project", default="local-experiments")
@@ -117,6 +123,9 @@ def _run(args: argparse.Namespace) -> int:
         push_wait=args.push_wait,
         dry_run=args.dry_run,
     )
+    provider = otlp_provider(args.otlp_endpoint, args.project) if args.otlp_endpoint else None
+    if provider is not None:
+        experiment = dataclasses.replace(experiment, spans=RunSpans(provider))
     summary = Summary()
 
     def progress(result: RunResult) -> None:
@@ -134,6 +143,9 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flushes the spans still batched
     print(file=sys.stderr)
     print(summary.render())
     print(f"results: {args.results}")

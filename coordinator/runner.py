@@ -27,10 +27,12 @@ import httpx
 from coordinator.dataset import Row
 from coordinator.log_api import LogStore
 from coordinator.template import TemplateError, hydrate
+from coordinator.tracing import RunSpans
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0  # seconds: a larger Retry-After is cut to this
 PUSH_POLL_SECONDS = 0.05
+TRACESTATE = "arize=local-coordinator"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Experiment:
     pushes: LogStore | None = field(default=None, repr=False)
     push_wait: float = 300.0
     dry_run: bool = False  # hydrate (and validate) every row, send nothing
+    # The run spans to start and export (None: a random traceparent, nothing exported).
+    spans: RunSpans | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -186,15 +190,38 @@ async def run_one(
             return result
     if experiment.dry_run:
         return result
-    envelope = {"input": result.request, "arize_metadata": _metadata(experiment, result)}
+    metadata = _metadata(experiment, result)
+    body = json.dumps(
+        {"input": result.request, "arize_metadata": metadata}, ensure_ascii=False
+    ).encode()
     headers = {
         **experiment.headers,
         "Content-Type": "application/json",
         "traceparent": header,
-        "tracestate": "arize=local-coordinator",
+        "tracestate": TRACESTATE,
         "baggage": _baggage(experiment),
     }
-    body = json.dumps(envelope, ensure_ascii=False).encode()
+    if experiment.spans is None:
+        await _send(experiment, client, body=body, headers=headers, result=result, pace=pace)
+        return result
+    with experiment.spans.run(metadata, result.request) as span:
+        span.inject(headers)  # the endpoint's spans become children of the run span
+        result.trace_id = span.trace_id
+        await _send(experiment, client, body=body, headers=headers, result=result, pace=pace)
+        span.finish(result.status, result.response, result.error)
+    return result
+
+
+async def _send(
+    experiment: Experiment,
+    client: httpx.AsyncClient,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    result: RunResult,
+    pace: _Pace | None,
+) -> None:
+    """POST with retries where Arize retries; fills status, response or error, latency."""
     started = time.perf_counter()
     for attempt in range(1, experiment.retries + 2):
         result.attempts = attempt
@@ -221,7 +248,6 @@ async def run_one(
         if attempt <= experiment.retries:
             await asyncio.sleep(retry_after or experiment.backoff * 2 ** (attempt - 1))
     result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    return result
 
 
 def _metadata(experiment: Experiment, result: RunResult) -> dict[str, Any]:
