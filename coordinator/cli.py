@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +34,15 @@ from coordinator.tracing import RunSpans, otlp_provider
 
 EXIT_FAILED_RUNS = 1
 EXIT_USAGE = 2
+DEFAULTS: dict[str, Any] = {
+    "concurrency": 10,
+    "timeout": 120.0,
+    "retries": 3,
+    "results": Path("results.jsonl"),
+    "space_id": "sp_local",
+    "project": "local-experiments",
+}
+REQUIRED = ("url", "dataset", "template")
 
 
 def register(commands: Any) -> None:
@@ -43,15 +53,21 @@ def register(commands: Any) -> None:
     sub = parser.add_subparsers(dest="coordinator_command", required=True)
 
     run = sub.add_parser("run", help="send every dataset row to the endpoint")
-    run.add_argument("--url", required=True, help="the endpoint's full URL, e.g. .../invoke")
-    run.add_argument("--dataset", required=True, type=Path, help=".csv, .jsonl or .json")
-    run.add_argument("--template", required=True, help="body template: a file or inline JSON")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML or JSON file with any of these options by name (url, dataset, template, "
+        "headers = {Name = value}, concurrency, ...); flags win over it",
+    )
+    run.add_argument("--url", help="the endpoint's full URL, e.g. .../invoke")
+    run.add_argument("--dataset", type=Path, help=".csv, .jsonl or .json")
+    run.add_argument("--template", help="body template: a file or inline JSON")
     run.add_argument(
         "--header", action="append", default=[], help="'Name: value', repeatable (auth headers)"
     )
-    run.add_argument("--concurrency", type=int, default=10)
-    run.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    run.add_argument("--retries", type=int, default=3, help="on connection errors, 429, 5xx")
+    run.add_argument("--concurrency", type=int, help=f"default {DEFAULTS['concurrency']}")
+    run.add_argument("--timeout", type=float, help="seconds per request, default 120")
+    run.add_argument("--retries", type=int, help="on connection errors, 429, 5xx; default 3")
     run.add_argument("--rate", type=float, help="at most this many requests per second")
     run.add_argument(
         "--schema",
@@ -80,9 +96,9 @@ def register(commands: Any) -> None:
         help="export each run's top-level span over OTLP/HTTP, e.g. "
         "http://127.0.0.1:6006/v1/traces (Phoenix)",
     )
-    run.add_argument("--results", type=Path, default=Path("results.jsonl"))
-    run.add_argument("--space-id", default="sp_local")
-    run.add_argument("--project", default="local-experiments")
+    run.add_argument("--results", type=Path, help="default results.jsonl")
+    run.add_argument("--space-id", help="default sp_local")
+    run.add_argument("--project", help="default local-experiments")
     run.add_argument("--allow-failures", action="store_true", help="exit 0 even when runs failed")
     run.set_defaults(handler=_run)
 
@@ -96,10 +112,10 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        headers = _apply_config(args)
         template = _template(args.template)
-        dataset = Dataset.open(args.dataset)
+        dataset = Dataset.open(Path(args.dataset))
         check_template(template, dataset.columns())
-        headers = _headers(args.header)
         validate = None
         if args.schema or args.preset:
             document = schema_document(args.schema or "auto", args.url, headers)
@@ -138,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     try:
-        with open_results(args.results) as results:
+        with open_results(Path(args.results)) as results:
             asyncio.run(_experiment(args, experiment, dataset, results, progress))
     except ValueError as exc:
         print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
@@ -193,7 +209,33 @@ def _log_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _template(value: str) -> Any:
+def _apply_config(args: argparse.Namespace) -> dict[str, str]:
+    """Fill unset options from --config, then from DEFAULTS; return the merged headers."""
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        text = args.config.read_text(encoding="utf-8")
+        try:
+            config = tomllib.loads(text) if args.config.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"--config {args.config}: {exc}") from None
+        unknown = set(config) - {*vars(args), "headers"}
+        if unknown:
+            raise ValueError(
+                f"--config {args.config}: unknown options {', '.join(sorted(unknown))}"
+            )
+    for name in (*REQUIRED, *DEFAULTS, "rate", "schema", "preset", "otlp_endpoint"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, config.get(name, DEFAULTS.get(name)))
+    missing = [f"--{name}" for name in REQUIRED if getattr(args, name) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (as flags or in --config)")
+    headers = {str(k): str(v) for k, v in config.get("headers", {}).items()}
+    return headers | _headers(args.header)
+
+
+def _template(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # given as an object in the config file
     path = Path(value)
     text = path.read_text(encoding="utf-8") if path.is_file() else value
     try:

@@ -272,3 +272,44 @@ def test_dry_run_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert [line["attempts"] for line in lines] == [0, 0, 0, 0]
     assert {line["request"]["goal"] for line in lines} >= {"Plan a 3-day trip to Tokyo"}
     assert "runs 4: ok 4, failed 0" in capsys.readouterr().out
+
+
+def test_config_file_with_headers_and_flags_winning(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "experiment.toml"
+    config.write_text(
+        f'url = "{url}"\n'
+        f'dataset = "{SAMPLES / "trips.csv"}"\n'
+        f'results = "{tmp_path / "from-config.jsonl"}"\n'
+        "concurrency = 2\n"
+        "[template]\n"
+        'goal = "{{question}}"\n'
+        "[headers]\n"
+        f'Authorization = "Bearer {KEY}"\n'
+    )
+    flag_results = tmp_path / "from-flag.jsonl"
+    code = main(["coordinator", "run", "--config", str(config), "--results", str(flag_results)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert len(flag_results.read_text().splitlines()) == 4
+    assert not (tmp_path / "from-config.jsonl").exists()
+    assert KEY not in out + err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"url": "http://127.0.0.1:1/invoke", "colour": "blue"}', "unknown options colour"),
+        ('{"template": {"goal": "x"}}', "missing --url, --dataset (as flags or in --config)"),
+        ("{not json", "--config"),
+    ],
+    ids=["unknown option", "missing required", "unreadable"],
+)
+def test_bad_config_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    config = tmp_path / "experiment.json"
+    config.write_text(content)
+    assert main(["coordinator", "run", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err
