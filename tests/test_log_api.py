@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from coordinator.log_api import LogStore, create_log_api
+from tests.live import free_port
+from tests.processes import ROOT, clean_env
 
 pytestmark = pytest.mark.anyio
 
@@ -198,3 +204,46 @@ async def test_accepted_records_are_found_by_prediction_id(
         )
     found = (await client.get("/v1/records", params={"prediction_id": "run_2"})).json()
     assert [r["prediction_id"] for r in found] == ["run_2"]
+
+
+def test_log_api_command_serves_the_stand_in(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "log-api.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "coordinator",
+                "log-api",
+                "--port",
+                str(port),
+                "--api-key",
+                API_KEY,
+                "--space-key",
+                SPACE_KEY,
+            ],
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/log"
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                fresh = record(prediction={"label": {"numeric": 0.5}})
+                response = httpx.post(url, json=fresh, headers={"Authorization": API_KEY})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        refused = httpx.post(url, json=record(), headers={"Authorization": "wrong"})
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert (response.status_code, response.text) == (200, "OK")
+    assert (refused.status_code, refused.text) == (403, "invalid api-key")
