@@ -38,6 +38,11 @@ format: install
 bench: install
 	$(BIN)/python -m bench.invoke
 
+## Coordinator rows/s vs wrk on a no-op endpoint, and its memory on 1M rows (BENCH_ARGS=--help).
+.PHONY: bench-coordinator
+bench-coordinator: install
+	$(BIN)/python -m bench.coordinator $(BENCH_ARGS)
+
 ## Re-pin requirements/*.lock from pyproject.toml (needs uv: `pip install uv`).
 lock:
 	uv pip compile pyproject.toml --group build --universal --python-version 3.11 --generate-hashes \

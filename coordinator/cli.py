@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
 from coordinator.dataset import Dataset, DatasetError
 from coordinator.log_api import LogStore, create_log_api
 from coordinator.runner import Experiment, RunResult, open_results, run_experiment
@@ -122,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
             validate = body_validator(document) if args.schema else None
             if args.preset:
                 template = with_preset(template, document, args.preset)
-    except (DatasetError, TemplateError, ValueError, httpx.HTTPError) as exc:
+    except (DatasetError, TemplateError, ValueError) as exc:
         print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
         return EXIT_USAGE
     experiment = Experiment(

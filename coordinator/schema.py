@@ -6,9 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
-import httpx
 from jsonschema import validators
 
 Validate = Callable[[Any], list[str]]
@@ -21,10 +22,13 @@ def schema_document(source: str, invoke_url: str, headers: dict[str, str]) -> di
         if source == "auto":
             parts = urlsplit(invoke_url)
             url = urlunsplit((parts.scheme, parts.netloc, "/schema", "", ""))
-        response = httpx.get(url, headers=headers, timeout=30)
-        if response.status_code != 200:
-            raise ValueError(f"GET {url} answered {response.status_code}; pass --schema FILE")
-        loaded: Any = response.json()
+        try:
+            with urlopen(Request(url, headers=headers), timeout=30) as response:  # noqa: S310 - http(s) only
+                loaded: Any = json.loads(response.read())
+        except HTTPError as exc:
+            raise ValueError(f"GET {url} answered {exc.code}; pass --schema FILE") from None
+        except (URLError, OSError) as exc:
+            raise ValueError(f"GET {url} failed ({exc}); pass --schema FILE") from None
     else:
         loaded = json.loads(Path(source).read_text(encoding="utf-8"))
     if not isinstance(loaded, dict):
