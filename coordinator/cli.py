@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from coordinator.dataset import Dataset, DatasetError
 from coordinator.log_api import LogStore, create_log_api
+from coordinator.progress import ProgressBar
 from coordinator.runner import Experiment, RunResult, open_results, run_experiment
 from coordinator.schema import body_validator, schema_document, with_preset
 from coordinator.summary import Summary
@@ -141,15 +142,13 @@ def _run(args: argparse.Namespace) -> int:
     if provider is not None:
         experiment = dataclasses.replace(experiment, spans=RunSpans(provider))
     summary = Summary()
+    live = sys.stderr.isatty()  # a progress bar for people; CI logs get the summary only
+    bar = ProgressBar(dataset.count() if live else 0)
 
     def progress(result: RunResult) -> None:
         summary.add(result)
-        print(
-            f"\r{summary.total} runs: {summary.ok} ok, {summary.failed} failed",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        if live and bar.due(summary.total):
+            print(bar.render(summary.total, summary.failed), end="", file=sys.stderr, flush=True)
 
     try:
         with open_results(Path(args.results)) as results:
@@ -160,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if provider is not None:
             provider.shutdown()  # flushes the spans still batched
-    print(file=sys.stderr)
+    if live:
+        print(bar.render(summary.total, summary.failed), file=sys.stderr)
     print(summary.render())
     print(f"results: {args.results}")
     return EXIT_FAILED_RUNS if summary.failed and not args.allow_failures else 0

@@ -313,3 +313,11 @@ def test_bad_config_files(
     config.write_text(content)
     assert main(["coordinator", "run", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_template_that_is_neither_file_nor_json(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = coordinator(url, tmp_path / "r.jsonl", "--template", "{goal: {{question}}}")
+    assert code == 2
+    assert "--template is neither a file nor JSON (line 1, column 2)" in capsys.readouterr().err
