@@ -69,11 +69,11 @@ from bench.agents import answer
 from bench.invoke import machine_facts, our_server, raise_open_files_limit
 from bench.measured import Measured, MeasuredError, run_measured
 from bench.payload import new_api_key, request_headers
+from bench.report import at_least_2, positive, write_results
 from bench.server import ROOT, RunningServer, Server, ServerError, child_env, free_ports, serving
 from coordinator.runner import traceparent
 from coordinator.template import hydrate
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COORDINATOR = Path(sys.executable).parent / "agent-endpoint"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -456,49 +456,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench.coordinator",
         description="Rows/s of the coordinator vs wrk on a no-op endpoint; its memory on 1M rows.",
     )
-    parser.add_argument("--rows", type=_positive, default=20_000, help="rows per coordinator run")
+    parser.add_argument("--rows", type=positive, default=20_000, help="rows per coordinator run")
     parser.add_argument(
-        "--connections", type=_positive, default=64, help="coordinator concurrency = wrk -c"
+        "--connections", type=positive, default=64, help="coordinator concurrency = wrk -c"
     )
-    parser.add_argument("--rounds", type=_at_least_2, default=2, help="rounds (>= 2)")
+    parser.add_argument("--rounds", type=at_least_2, default=2, help="rounds (>= 2)")
     parser.add_argument(
-        "--memory-rows", type=_positive, default=1_000_000, help="rows of the large dry run"
+        "--memory-rows", type=positive, default=1_000_000, help="rows of the large dry run"
     )
     parser.add_argument(
-        "--baseline-rows", type=_positive, default=10_000, help="rows of the small dry run"
+        "--baseline-rows", type=positive, default=10_000, help="rows of the small dry run"
     )
     parser.add_argument("--only", choices=("rate", "memory"), help="run one part")
     args = parser.parse_args(argv)
     if args.memory_rows <= args.baseline_rows:
         parser.error("--memory-rows must be more than --baseline-rows")
     return args
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _at_least_2(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
-    return value
-
-
-def write_results(document: dict[str, Any], started: datetime) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"coordinator-{started:%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-    return path
-
-
-def _jsonable(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def run(args: argparse.Namespace, wrk_path: str | None, document: dict[str, Any]) -> bool:
@@ -557,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nbench: interrupted; servers and the coordinator stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     document["all_requests_ok"] = ok
-    print(f"\nresults: {write_results(document, started).relative_to(ROOT)}")
+    print(f"\nresults: {write_results(document, started, 'coordinator').relative_to(ROOT)}")
     if not ok:
         print("bench: some rows or requests FAILED (see above)", file=sys.stderr)
     return 0 if ok else EXIT_FAILED

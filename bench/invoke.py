@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import os
 import platform
 import resource
@@ -58,9 +56,9 @@ from typing import Any
 from bench import concurrency, throughput, wrk
 from bench.concurrency import Burst
 from bench.payload import BODY, EXPECTED, new_api_key, request_headers
+from bench.report import at_least_2, positive, write_results
 from bench.server import ROOT, Server, ServerError, uvicorn_command
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 EXIT_FAILED = 1
 EXIT_NO_WRK = 2
 EXIT_INTERRUPTED = 130
@@ -139,25 +137,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench.invoke",
         description="Throughput vs the seed app (wrk) and concurrency of POST /invoke.",
     )
-    parser.add_argument("--duration", type=_positive, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=_positive, default=64, help="wrk connections")
-    parser.add_argument("--rounds", type=_at_least_2, default=2, help="rounds per app (>= 2)")
+    parser.add_argument("--duration", type=positive, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=positive, default=64, help="wrk connections")
+    parser.add_argument("--rounds", type=at_least_2, default=2, help="rounds per app (>= 2)")
     parser.add_argument("--only", choices=("throughput", "concurrency"), help="run one part")
     return parser.parse_args(argv)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _at_least_2(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
-    return value
 
 
 def raise_open_files_limit() -> None:
@@ -186,19 +170,6 @@ def _first_line(command: list[str]) -> str | None:
         return None
     lines = (done.stdout or done.stderr).strip().splitlines()
     return lines[0] if lines else None
-
-
-def write_results(document: dict[str, Any], started: datetime) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"invoke-{started:%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-    return path
-
-
-def _jsonable(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def run(args: argparse.Namespace, wrk_path: str | None, document: dict[str, Any]) -> bool:
@@ -247,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nbench: interrupted; servers stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     document["all_requests_ok"] = ok
-    print(f"\nresults: {write_results(document, started).relative_to(ROOT)}")
+    print(f"\nresults: {write_results(document, started, 'invoke').relative_to(ROOT)}")
     if not ok:
         print("bench: some requests FAILED (see above)", file=sys.stderr)
     return 0 if ok else EXIT_FAILED
