@@ -9,7 +9,6 @@ dependency machinery cost more per request than the checks themselves.
 from __future__ import annotations
 
 import json
-import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,8 +26,6 @@ from app.input_schema import InputSchema
 from app.redaction import Redactor
 from app.runner import AgentRunner, ClientDisconnectedError
 from app.settings import Settings
-
-log = logging.getLogger("agent_endpoint")
 
 MAX_ERROR_MESSAGE = 500
 CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but it shows in access logs

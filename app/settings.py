@@ -6,14 +6,11 @@ environment variable is the field name upper-cased with the `AGENT_` prefix.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-log = logging.getLogger("agent_endpoint")
 
 PACKAGE_DIR = Path(__file__).parent
 
