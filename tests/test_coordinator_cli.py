@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,30 @@ def coordinator(url: str, results: Path, *extra: str) -> int:
             *extra,
         ]
     )
+
+
+Pick = Callable[[dict[str, Any], AgentContext], Any]
+
+
+def run_recorded(results: Path, pick: Pick, template: str, *extra: str) -> tuple[int, list[Any]]:
+    """Run the sample dataset against a live app whose agent records `pick(input, ctx)`."""
+    seen: list[Any] = []
+
+    async def record(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
+        seen.append(pick(input, ctx))
+        return "ok"
+
+    with live_server(create_app(make_settings(), agent=record)) as base:
+        code = coordinator(
+            base + "/invoke",
+            results,
+            "--template",
+            template,
+            "--header",
+            f"X-API-Key: {KEY}",
+            *extra,
+        )
+    return code, seen
 
 
 def test_sample_dataset_runs_green(
@@ -114,24 +138,10 @@ def test_bad_header_flag_is_a_usage_error(
 def test_schema_auto_refuses_bad_bodies_before_sending(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def record(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
-        seen.append(input)
-        return "ok"
-
     results = tmp_path / "r.jsonl"
-    with live_server(create_app(make_settings(), agent=record)) as base:
-        code = coordinator(
-            base + "/invoke",
-            results,
-            "--template",
-            '{"question": "{{question}}"}',
-            "--header",
-            f"X-API-Key: {KEY}",
-            "--schema",
-            "auto",
-        )
+    code, seen = run_recorded(
+        results, lambda body, _: body, '{"question": "{{question}}"}', "--schema", "auto"
+    )
     assert code == 1
     assert seen == []
     first = json.loads(results.read_text().splitlines()[0])
@@ -141,25 +151,15 @@ def test_schema_auto_refuses_bad_bodies_before_sending(
 
 
 def test_preset_fills_config(tmp_path: Path) -> None:
-    configs: list[Any] = []
-
-    async def record(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
-        configs.append(ctx.config)
-        return "ok"
-
-    with live_server(create_app(make_settings(), agent=record)) as base:
-        code = coordinator(
-            base + "/invoke",
-            tmp_path / "r.jsonl",
-            "--template",
-            '{"goal": "{{question}}"}',
-            "--header",
-            f"X-API-Key: {KEY}",
-            "--schema",
-            "auto",
-            "--preset",
-            "Cost optimized",
-        )
+    code, configs = run_recorded(
+        tmp_path / "r.jsonl",
+        lambda _, ctx: ctx.config,
+        '{"goal": "{{question}}"}',
+        "--schema",
+        "auto",
+        "--preset",
+        "Cost optimized",
+    )
     assert code == 0
     assert configs == [{"model": "claude-haiku-4-5", "max_turns": 8}] * 4
 
@@ -177,25 +177,15 @@ def test_unknown_preset_lists_the_presets(
 
 
 def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
-    arrivals: list[float] = []
-
-    async def stamp(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
-        arrivals.append(time.monotonic())
-        return "ok"
-
-    with live_server(create_app(make_settings(), agent=stamp)) as base:
-        code = coordinator(
-            base + "/invoke",
-            tmp_path / "r.jsonl",
-            "--template",
-            '{"goal": "{{question}}"}',
-            "--header",
-            f"X-API-Key: {KEY}",
-            "--rate",
-            "10",
-            "--concurrency",
-            "4",
-        )
+    code, arrivals = run_recorded(
+        tmp_path / "r.jsonl",
+        lambda _, __: time.monotonic(),
+        '{"goal": "{{question}}"}',
+        "--rate",
+        "10",
+        "--concurrency",
+        "4",
+    )
     assert code == 0
     gaps = [b - a for a, b in itertools.pairwise(sorted(arrivals))]
     assert len(gaps) == 3
