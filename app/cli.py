@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from app.entrypoint import AgentLoadError
 from app.input_schema import InputSchema, SchemaFileError
@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if hasattr(args, "handler"):  # a plugin's command: it reads its own configuration
         return int(args.handler(args))
+    # As with uvicorn's --app-dir default: an agent module next to .env imports as `my_agent:run`.
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         settings = load_settings()
         if args.command == "schema":
@@ -69,12 +72,10 @@ def _serve(
 ) -> int:
     import uvicorn  # noqa: PLC0415 - only the serve command needs it
 
+    from app.logs import configure_logging  # noqa: PLC0415
     from app.main import create_app  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     # Build once up front so a bad configuration fails here, with one readable line.
     application = create_app(settings)
     target = "app.main:app" if workers > 1 or reload else application
@@ -86,6 +87,7 @@ def _serve(
         reload=reload,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to ours (text or JSON, with trace ids)
     )
     return 0
 

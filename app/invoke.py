@@ -2,8 +2,10 @@
 
 declared body size → auth (both on headers alone) → content type → read the body with the
 limit → parse and diagnose the envelope → placeholders → input schema → run the agent → the
-agent's JSON, verbatim. The first two are plain calls rather than FastAPI dependencies: the
-dependency machinery cost more per request than the checks themselves.
+agent's JSON, verbatim. Everything from the envelope on runs inside the request's AGENT span
+(`app/tracing.py`), which records the input, the output and any failure. The first two are
+plain calls rather than FastAPI dependencies: the dependency machinery cost more per request
+than the checks themselves.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from starlette.responses import Response
 from app.auth import Authenticator
 from app.body import BodyLimit
 from app.context import build_context
-from app.envelope import check_content_type, check_placeholders, parse_envelope
-from app.errors import ApiError, api_error_response, error_response
+from app.envelope import ArizeMetadata, check_content_type, check_placeholders, parse_envelope
+from app.errors import ApiError, error_response
 from app.input_schema import InputSchema
 from app.redaction import Redactor
 from app.runner import AgentRunner, ClientDisconnectedError
 from app.settings import Settings
+from app.tracing import RequestSpan, Tracing
 
 MAX_ERROR_MESSAGE = 500
 CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but it shows in access logs
@@ -39,6 +42,7 @@ def invoke_handler(
     runner: AgentRunner,
     input_schema: InputSchema,
     redact: Redactor,
+    tracing: Tracing,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Build the route function, closing over the app's collaborators."""
 
@@ -48,38 +52,50 @@ def invoke_handler(
         check_content_type(request.headers.get("content-type"))
         body = await body_limit.read(request)
         envelope = parse_envelope(body)
-        run_id = envelope.arize_metadata.run_id if envelope.arize_metadata else None
+        metadata = envelope.arize_metadata
+        run_id = metadata.run_id if metadata else None
+        with tracing.request_span(request.headers, metadata) as trace:
+            trace.record_input(envelope.input)
+            try:
+                response = await run_agent(envelope.input, metadata, body, request, trace)
+            except ApiError as exc:
+                exc.run_id = run_id
+                trace.fail(exc.status_code, exc.error_type, exc.message, exc)
+                raise
+            trace.record_output(bytes(response.body), response.status_code)
+            return response
+
+    async def run_agent(
+        payload: dict[str, Any],
+        metadata: ArizeMetadata | None,
+        body: bytes,
+        request: Request,
+        trace: RequestSpan,
+    ) -> Response:
+        if settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
+            check_placeholders(payload)
+        run_id = metadata.run_id if metadata else None
+        input_schema.check(payload, run_id)
+        ctx = build_context(payload, metadata, settings, trace.span)
         try:
-            if settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
-                check_placeholders(envelope.input)
-            input_schema.check(envelope.input, run_id)
-        except ApiError as exc:
-            exc.run_id = run_id
-            raise
-        ctx = build_context(envelope.input, envelope.arize_metadata, settings)
-        try:
-            result = await runner.run(envelope.input, ctx, request.receive)
+            result = await runner.run(payload, ctx, request.receive)
         except ApiError:
             raise
-        except ClientDisconnectedError:
+        except ClientDisconnectedError as exc:
+            message = "the caller disconnected; the agent run was cancelled"
+            trace.fail(CLIENT_CLOSED_REQUEST, "client_disconnected", message, exc)
             return error_response(
-                CLIENT_CLOSED_REQUEST,
-                "client_disconnected",
-                "the caller disconnected; the agent run was cancelled",
-                run_id=run_id,
+                CLIENT_CLOSED_REQUEST, "client_disconnected", message, run_id=run_id
             )
         except Exception as exc:  # noqa: BLE001 - any agent failure becomes one error shape
             # The traceback is formatted here so configured secrets can be masked out of it,
             # which logger.exception() would not do.
-            trace = redact("".join(traceback.format_exception(exc)))
-            ctx.logger.error("agent %s raised:\n%s", runner.agent.name, trace)  # noqa: TRY400
+            stack = redact("".join(traceback.format_exception(exc)))
+            ctx.logger.error("agent %s raised:\n%s", runner.agent.name, stack)  # noqa: TRY400
             detail = redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_MESSAGE]
+            trace.fail(500, "agent_error", detail, exc)
             return error_response(500, "agent_error", f"the agent raised {detail}", run_id=run_id)
-        try:
-            return Response(_render(result), media_type="application/json")
-        except ApiError as exc:
-            exc.run_id = run_id
-            return api_error_response(exc)
+        return Response(_render(result), media_type="application/json")
 
     return invoke
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
@@ -23,9 +24,11 @@ from app.envelope import EXAMPLE_ENVELOPE, ArizeMetadata
 from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.input_schema import InputSchema
 from app.invoke import invoke_handler
+from app.logs import configure_logging
 from app.redaction import Redactor
 from app.runner import AgentRunner
 from app.settings import Settings, load_settings
+from app.tracing import Tracing, instrument_fastapi
 
 log = logging.getLogger("agent_endpoint")
 
@@ -63,13 +66,17 @@ def create_app(
     settings: Settings | None = None,
     agent: AgentFunction | Agent | None = None,
     input_schema: InputSchema | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the service. Every argument defaults to what the environment configures.
 
     `agent` accepts a plain `run(input, ctx)` callable: tests and embedding apps inject fakes here.
+    `tracer_provider` replaces the process-wide provider built from the OTEL_* settings; build
+    it with `app.exporters.build_tracer_provider` so run ids and secret masking still apply.
     """
     settings = settings or load_settings()
     settings.check_auth_configured()
+    settings.check_tracing_configured()
     if agent is None:
         loaded = load_agent(settings.entrypoint)
     elif isinstance(agent, Agent):
@@ -84,6 +91,7 @@ def create_app(
         [key.get_secret_value() for key in settings.api_keys]
         + [value.get_secret_value() for value in settings.required_headers.values()]
     )
+    tracing = Tracing.from_settings(settings, redact, loaded.name, tracer_provider)
     if settings.auth_disabled and not settings.api_keys:
         log.warning(
             "AUTHENTICATION IS DISABLED (AGENT_AUTH_DISABLED=true): anyone who can reach this "
@@ -105,9 +113,14 @@ def create_app(
             app.state.ready = False
             await runner.drain(settings.shutdown_grace_seconds)
             runner.close()
+            tracing.close()
 
     docs = settings.docs_enabled
     app = FastAPI(
+        # FastAPI's own OpenTelemetry spans (0.165+) would wrap ours in three more spans per
+        # request, at a cost; the AGENT span is the request span. AGENT_FASTAPI_INSTRUMENTOR
+        # adds an HTTP server span for those who want one.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
         title="agent-endpoint",
         summary="An AI agent behind the HTTP contract of Arize AI's agent experiments.",
         version="0.1.0",
@@ -132,6 +145,7 @@ def create_app(
             runner=runner,
             input_schema=schema,
             redact=redact,
+            tracing=tracing,
         ),
         methods=["POST"],
         summary="Run the agent on one dataset row",
@@ -152,6 +166,8 @@ def create_app(
     )
 
     _document_security(app, settings)
+    if settings.fastapi_instrumentor:
+        instrument_fastapi(app, settings, tracing.provider)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process serves requests")
     async def healthz() -> Health:
@@ -230,7 +246,9 @@ def _request_body(schema: InputSchema, path: str) -> dict[str, Any]:
 def __getattr__(name: str) -> Any:
     """`app.main:app`: built on first access, once, so importing this module does nothing."""
     if name == "app":
-        application = create_app()
+        settings = load_settings()
+        configure_logging(settings)
+        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

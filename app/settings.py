@@ -7,7 +7,7 @@ environment variable is the field name upper-cased with the `AGENT_` prefix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +17,7 @@ PACKAGE_DIR = Path(__file__).parent
 # Values people paste from docs and forget to change; refused as API keys.
 PLACEHOLDER_KEYS = frozenset({"changeme", "change-me", "changethis", "secret", "your-key", "xxx"})
 MIN_KEY_LENGTH = 16
+TRACE_EXPORTERS = frozenset({"otlp", "arize", "console", "none"})
 
 
 class SettingsError(ValueError):
@@ -93,6 +94,114 @@ class Settings(BaseSettings):
         description="Bind port; PORT (set by PaaS platforms) works too.",
     )
     log_level: str = Field(default="info", description="Python log level name.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per line, with trace_id, span_id and run_id.",
+    )
+
+    # -- tracing (the standard OTEL_* variables keep their meaning; see the README)
+    traces_exporter: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "traces_exporter"),
+        description="Comma-separated: otlp, arize, console, none. Unset: arize when "
+        "ARIZE_API_KEY is set, plus otlp when an OTLP endpoint is set.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"
+        ),
+        description="Collector URL, e.g. http://127.0.0.1:6006 for Phoenix (OTLP/HTTP).",
+    )
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"
+        ),
+        description="OTLP transport: http/protobuf or grpc.",
+    )
+    service_name: str = Field(
+        default="agent-endpoint",
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME", "service_name"),
+        description="service.name of the spans.",
+    )
+    trace_project: str = Field(
+        default="agent-endpoint",
+        description="Project the spans land in (Phoenix, and Arize when the caller names none).",
+    )
+    trace_io: bool = Field(
+        default=True,
+        description="Record the input and output on the request span; false for sensitive data.",
+    )
+    trace_io_max_chars: int = Field(
+        default=16_384, gt=0, description="Input/output recorded on spans is cut past this."
+    )
+    fastapi_instrumentor: bool = Field(
+        default=False,
+        description="Also trace every HTTP request with OpenTelemetry's FastAPIInstrumentor.",
+    )
+    arize_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ARIZE_API_KEY", "arize_api_key"),
+        description="Arize API key for span export (per-request space routing).",
+    )
+    arize_space_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("ARIZE_SPACE_ALLOWLIST", "arize_space_allowlist"),
+        description="Comma-separated Arize space ids spans may be routed to; `*` allows any.",
+    )
+    arize_collector_endpoint: str = Field(
+        default="https://otlp.arize.com/v1",
+        validation_alias=AliasChoices("ARIZE_COLLECTOR_ENDPOINT", "arize_collector_endpoint"),
+        description="Arize's OTLP collector (EU: https://otlp.eu-west-1a.arize.com/v1).",
+    )
+    arize_transport: Literal["grpc", "http"] = Field(
+        default="grpc", description="Transport to Arize's collector: grpc or http."
+    )
+
+    @field_validator("traces_exporter", "arize_space_allowlist", mode="before")
+    @classmethod
+    def _list_from_csv(cls, value: object) -> object:
+        return _split_csv(value) if isinstance(value, str) else value
+
+    @field_validator("traces_exporter")
+    @classmethod
+    def _known_exporters(cls, names: list[str]) -> list[str]:
+        names = [name.lower() for name in names]
+        unknown = [name for name in names if name not in TRACE_EXPORTERS]
+        if unknown:
+            raise ValueError(
+                f"unknown exporter {', '.join(unknown)}; use a comma-separated list of "
+                f"{', '.join(sorted(TRACE_EXPORTERS))}"
+            )
+        return names
+
+    @property
+    def exporters(self) -> frozenset[str]:
+        """The span exporters in use, after the defaults described on `traces_exporter`."""
+        if self.traces_exporter:
+            return frozenset(self.traces_exporter) - {"none"}
+        chosen = set()
+        if self.arize_api_key is not None:
+            chosen.add("arize")
+        if self.otlp_endpoint:
+            chosen.add("otlp")
+        return frozenset(chosen)
+
+    def check_tracing_configured(self) -> None:
+        """Refuse an Arize export that could never work or could leak to any space."""
+        if "arize" not in self.exporters:
+            return
+        if self.arize_api_key is None or not self.arize_api_key.get_secret_value():
+            raise SettingsError(
+                "OTEL_TRACES_EXPORTER includes arize but ARIZE_API_KEY is not set: "
+                "copy it from Arize's Space Settings → API Keys"
+            )
+        if not self.arize_space_allowlist:
+            raise SettingsError(
+                "ARIZE_SPACE_ALLOWLIST is empty: list the Arize space ids this endpoint may "
+                "export spans to (comma-separated), or `*` to allow any space"
+            )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -114,7 +223,7 @@ class Settings(BaseSettings):
             pairs[name.strip()] = header_value.strip()
         return pairs
 
-    @field_validator("presets_file", mode="before")
+    @field_validator("presets_file", "otlp_endpoint", "arize_api_key", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -166,4 +275,12 @@ def _variable(location: tuple[int | str, ...]) -> str:
     if not location:
         return ""
     name = str(location[0])
-    return f"{name if name.isupper() else 'AGENT_' + name.upper()}: "
+    return f"{name if name.isupper() else variable_name(name)}: "
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field (standard names like OTEL_* included)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"AGENT_{field.upper()}"

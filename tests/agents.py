@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from opentelemetry import trace
 
 from app.context import AgentContext
 
@@ -37,3 +41,38 @@ class Tools:
     @staticmethod
     async def run(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
         return "nested attribute"
+
+
+TRACER = trace.get_tracer("tests.agents")
+
+
+async def traced(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """Child spans the way users write them: a plain OpenTelemetry tracer, and a thread."""
+    with TRACER.start_as_current_span("lookup") as span:
+        span.set_attribute("lookup.city", str(input.get("goal", "")))
+        headers = ctx.trace_headers()
+
+    def in_thread() -> None:
+        with TRACER.start_as_current_span("worker-thread"):
+            pass
+
+    thread = threading.Thread(target=ctx.propagate(in_thread))
+    thread.start()
+    thread.join()
+    return {"trace_headers": headers, "run_id": ctx.run_id}
+
+
+def sync_traced(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pool.submit(ctx.propagate(_pooled_span), "pooled").result()
+    with TRACER.start_as_current_span("sync-lookup"):
+        return {"trace_headers": ctx.trace_headers()}
+
+
+def _pooled_span(name: str) -> None:
+    with TRACER.start_as_current_span(name):
+        pass
+
+
+async def failing(input: dict[str, Any], ctx: AgentContext) -> None:  # noqa: A002
+    raise RuntimeError(str(input.get("message", "boom")))

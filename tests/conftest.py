@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.entrypoint import AgentFunction
+from app.exporters import build_tracer_provider
 from app.main import create_app
+from app.redaction import Redactor
 from app.settings import Settings
 
 KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -47,6 +52,21 @@ async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 AppFactory = Callable[..., FastAPI]
+
+# The process-wide provider every in-process app uses, as `agent-endpoint serve` would install
+# it, exporting synchronously to memory so a test reads its spans right after the response.
+EXPORTED = InMemorySpanExporter()
+trace.set_tracer_provider(
+    build_tracer_provider(make_settings(), Redactor([KEY, OLD_KEY]), SimpleSpanProcessor(EXPORTED))
+)
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    """The spans exported during one test."""
+    EXPORTED.clear()
+    yield EXPORTED
+    EXPORTED.clear()
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ ROOT = Path(__file__).parent.parent
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without AGENT_*/PORT, plus `extra`; the repo importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_") and k != "PORT"}
+    """The test process's environment without AGENT_*/OTEL_*/ARIZE_*/PORT, plus `extra`."""
+    own = ("AGENT_", "OTEL_", "ARIZE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own) and k != "PORT"}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
+from app.settings import Settings, variable_name
 from tests.live import live_server
 
 ROOT = Path(__file__).parent.parent
-VARIABLES = sorted(f"AGENT_{name.upper()}" for name in Settings.model_fields)
+VARIABLES = sorted(variable_name(name) for name in Settings.model_fields)
 
 
 @pytest.mark.parametrize("variable", VARIABLES)

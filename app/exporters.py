@@ -1,0 +1,134 @@
+"""Where spans go: the tracer provider and its exporters, chosen by settings.
+
+`OTEL_TRACES_EXPORTER` lists them (otlp, arize, console, none). Every exporting processor
+batches, and is wrapped so secrets are masked before a span leaves the process. arize-otel's
+routing processor sends each span to the Arize space of its request; see `app/tracing.py` for
+how a request picks its space.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+from arize.otel import ArizeRoutingSpanProcessor, Transport
+from openinference.semconv.resource import ResourceAttributes
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from app.redaction import Redactor
+from app.settings import Settings
+from app.span_processors import AllowedSpaces, RunAttributes, Scrubbed
+
+log = logging.getLogger("agent_endpoint")
+
+OTLP_HTTP_PATH = "/v1/traces"
+# Providers that already carry our processors: never add them twice.
+_EQUIPPED: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+def build_tracer_provider(
+    settings: Settings, redact: Redactor, *extra: SpanProcessor
+) -> TracerProvider:
+    """A provider with the run-attribute stamping, the configured exporters, then `extra`."""
+    resource = Resource.create(
+        {
+            SERVICE_NAME: settings.service_name,
+            ResourceAttributes.PROJECT_NAME: settings.trace_project,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    add_processors(provider, settings, redact, *extra)
+    return provider
+
+
+def add_processors(
+    provider: TracerProvider, settings: Settings, redact: Redactor, *extra: SpanProcessor
+) -> None:
+    _EQUIPPED.add(provider)
+    provider.add_span_processor(RunAttributes())
+    secret_headers = [settings.api_key_header, *settings.required_headers]
+    for processor in (*exporting_processors(settings), *extra):
+        provider.add_span_processor(Scrubbed(processor, redact, secret_headers))
+
+
+def install_tracer_provider(settings: Settings, redact: Redactor) -> tuple[TracerProvider, bool]:
+    """The process-wide provider: ours, or the one the agent's module already registered.
+
+    Returns the provider and whether we own it (and so shut it down). Agents that call
+    `phoenix.otel.register()` or `logfire.configure()` at import keep their provider; our
+    processors are added to it so run ids and scrubbing still apply.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        if current not in _EQUIPPED:
+            log.info("using the OpenTelemetry tracer provider the agent registered")
+            add_processors(current, settings, redact)
+        return current, False
+    provider = build_tracer_provider(settings, redact)
+    trace.set_tracer_provider(provider)
+    return provider, True
+
+
+def exporting_processors(settings: Settings) -> list[SpanProcessor]:
+    chosen = settings.exporters
+    processors: list[SpanProcessor] = []
+    if "otlp" in chosen:
+        processors.append(BatchSpanProcessor(otlp_exporter(settings)))
+    if "console" in chosen:
+        processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+    if "arize" in chosen:
+        processors.append(arize_routing(settings))
+    if chosen:
+        log.info("exporting spans to: %s", ", ".join(sorted(chosen)))
+    return processors
+
+
+def otlp_exporter(settings: Settings) -> SpanExporter:
+    """OTLP over HTTP or gRPC; headers, timeout and TLS come from the standard OTEL_* variables."""
+    endpoint = settings.otlp_endpoint
+    if settings.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter(endpoint=endpoint, insecure=_is_plain_http(endpoint))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter(endpoint=traces_url(endpoint) if endpoint else None)
+
+
+def traces_url(endpoint: str) -> str:
+    """OTLP/HTTP posts to <base>/v1/traces; accept the base, .../v1 or the full URL."""
+    base = endpoint.rstrip("/")
+    if base.endswith(OTLP_HTTP_PATH):
+        return base
+    if base.endswith("/v1"):
+        return base + "/traces"
+    return base + OTLP_HTTP_PATH
+
+
+def _is_plain_http(endpoint: str | None) -> bool | None:
+    if endpoint is None:
+        return None  # the exporter decides from OTEL_EXPORTER_OTLP_INSECURE
+    return endpoint.startswith("http://")
+
+
+def arize_routing(settings: Settings) -> AllowedSpaces:
+    """arize-otel's per-space routing, restricted to ARIZE_SPACE_ALLOWLIST."""
+    assert settings.arize_api_key is not None  # noqa: S101 - Settings.check_tracing_configured
+    endpoint = settings.arize_collector_endpoint
+    transport = Transport.GRPC
+    if settings.arize_transport == "http":
+        transport, endpoint = Transport.HTTP, traces_url(endpoint)
+    routing = ArizeRoutingSpanProcessor(
+        api_key=settings.arize_api_key.get_secret_value(),
+        endpoint=endpoint,
+        transport=transport,
+        batch=True,
+    )
+    return AllowedSpaces(routing, settings.arize_space_allowlist)

@@ -1,0 +1,63 @@
+"""Process logging: text for people, or one JSON object per line for log pipelines.
+
+Every record gets `trace_id`, `span_id` (of the span current where it was logged) and `run_id`
+(Arize's run), so a log line leads to its trace and its experiment row. `agent-endpoint serve`
+and `app.main:app` set this up; uvicorn's own loggers go through the same handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from opentelemetry import trace
+from pythonjsonlogger.json import JsonFormatter
+
+from app.settings import Settings
+from app.tracing import current_run_id
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JSON_FIELDS = ("asctime", "levelname", "name", "message", "trace_id", "span_id", "run_id")
+
+
+class TraceContext(logging.Filter):
+    """Adds trace_id, span_id and run_id to every record (empty strings outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = f"{context.trace_id:032x}"
+            record.span_id = f"{context.span_id:016x}"
+        else:
+            record.trace_id = record.span_id = ""
+        if not getattr(record, "run_id", None):
+            record.run_id = current_run_id() or ""
+        return True
+
+
+def handler_for(settings: Settings) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TraceContext())
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                list(JSON_FIELDS),
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    """One handler on the root logger; uvicorn's loggers propagate to it."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler_for(settings))
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

@@ -1,0 +1,269 @@
+"""The request span: continue Arize's trace, route to the caller's space, tag the run.
+
+The order is what makes spans land in Arize under the experiment run:
+
+1. `context.attach(propagate.extract(headers))` continues the caller's trace (`traceparent`,
+   `tracestate`) and carries its `baggage`. Missing or invalid headers start a new trace; they
+   never fail the request. When a span is already active (FastAPIInstrumentor, logfire), that
+   span continued the trace already and ours becomes its child.
+2. The run ids go into the OpenInference context attributes (`metadata`), so every span of the
+   request carries them, and, with Arize export, `set_routing_context(space, project)` picks
+   the space, if ARIZE_SPACE_ALLOWLIST allows it.
+3. The AGENT span starts *without* a `context=` argument, so it sees all of the above.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from arize.otel import set_routing_context
+from fastapi import FastAPI
+from openinference.semconv.trace import (
+    OpenInferenceMimeTypeValues,
+    OpenInferenceSpanKindValues,
+    SpanAttributes,
+)
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as context_api
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from starlette.datastructures import Headers
+
+from app.envelope import ArizeMetadata
+from app.exporters import install_tracer_provider
+from app.redaction import Redactor
+from app.settings import Settings
+from app.span_processors import ALWAYS_SECRET_HEADERS
+
+log = logging.getLogger("agent_endpoint")
+
+RUN_ID_KEY = context_api.create_key("agent_endpoint.run_id")
+BAGGAGE_SPACE = "arize.space_id"
+BAGGAGE_PROJECT = "arize.project_name"
+JSON = OpenInferenceMimeTypeValues.JSON.value
+TEXT = OpenInferenceMimeTypeValues.TEXT.value
+AGENT = OpenInferenceSpanKindValues.AGENT.value
+MAX_WARNED_SPACES = 1000
+
+
+class HeaderGetter(Getter[Headers]):
+    """Reads propagation headers; several `traceparent` headers are invalid (W3C), so ignored."""
+
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        values = carrier.getlist(key)
+        if not values or (key == "traceparent" and len(values) > 1):
+            return None
+        return values
+
+    def keys(self, carrier: Headers) -> list[str]:
+        return list(carrier.keys())
+
+
+HEADERS = HeaderGetter()
+
+
+class RequestSpan:
+    """The AGENT span of one request, with the few things the request path records on it."""
+
+    def __init__(self, span: Span, tracing: Tracing) -> None:
+        self.span = span
+        self._tracing = tracing
+
+    def record_input(self, value: Any) -> None:
+        if self._tracing.record_io and self.span.is_recording():
+            text = json.dumps(value, ensure_ascii=False, default=str)
+            self._set_io(SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE, text)
+
+    def record_output(self, body: bytes, status_code: int = 200) -> None:
+        self.span.set_attribute("http.response.status_code", status_code)
+        if self._tracing.record_io and self.span.is_recording():
+            text = body.decode("utf-8", errors="replace")
+            self._set_io(SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE, text)
+
+    def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
+        """Mark the span failed; messages are redacted, the span processors mask the rest."""
+        message = self._tracing.redact(message)
+        self.span.set_attribute("http.response.status_code", status_code)
+        self.span.set_attribute("error.type", error_type)
+        self.span.set_status(Status(StatusCode.ERROR, message))
+        self.span.record_exception(exc, attributes={"exception.message": message})
+
+    def _set_io(self, value_key: str, mime_key: str, text: str) -> None:
+        limit = self._tracing.max_chars
+        mime = JSON
+        if len(text) > limit:
+            text = f"{text[:limit]}… [cut: {len(text)} characters in all]"
+            mime = TEXT
+        self.span.set_attribute(value_key, self._tracing.redact(text))
+        self.span.set_attribute(mime_key, mime)
+
+
+class Tracing:
+    """Starts request spans on one tracer; built once per app."""
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        settings: Settings,
+        redact: Redactor,
+        span_name: str,
+        *,
+        allowed_spaces: frozenset[str] | None = None,
+        owns_provider: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.owns_provider = owns_provider
+        self.tracer = provider.get_tracer("agent-endpoint")
+        self.redact = redact
+        self.record_io = settings.trace_io
+        self.max_chars = settings.trace_io_max_chars
+        self.span_name = span_name
+        self.default_project = settings.trace_project
+        # None: no Arize export, so no routing context at all.
+        self.allowed_spaces = allowed_spaces
+        self._warned: set[str] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        redact: Redactor,
+        span_name: str,
+        provider: TracerProvider | None = None,
+    ) -> Tracing:
+        """Use `provider`, or the process-wide one built from the OTEL_* settings."""
+        owns = False
+        if provider is None:
+            provider, owns = install_tracer_provider(settings, redact)
+        allowed = None
+        if "arize" in settings.exporters:
+            allowed = frozenset(settings.arize_space_allowlist)
+        return cls(
+            provider, settings, redact, span_name, allowed_spaces=allowed, owns_provider=owns
+        )
+
+    def close(self) -> None:
+        """Send what the batch processors hold before the process goes."""
+        if self.owns_provider:
+            self.provider.shutdown()
+        else:
+            self.provider.force_flush()
+
+    @contextmanager
+    def request_span(
+        self, headers: Headers, metadata: ArizeMetadata | None
+    ) -> Iterator[RequestSpan]:
+        outer = trace.get_current_span().get_span_context().is_valid
+        ctx = context_api.get_current() if outer else propagate.extract(headers, getter=HEADERS)
+        ctx = _with_run_ids(ctx, metadata)
+        token = context_api.attach(ctx)
+        try:
+            with (
+                self._routing(ctx, metadata),
+                self.tracer.start_as_current_span(
+                    self.span_name,
+                    kind=SpanKind.INTERNAL if outer else SpanKind.SERVER,
+                    attributes={SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span,
+            ):
+                yield RequestSpan(span, self)
+        finally:
+            context_api.detach(token)
+
+    def _routing(
+        self, ctx: Context, metadata: ArizeMetadata | None
+    ) -> AbstractContextManager[object]:
+        if self.allowed_spaces is None:
+            return nullcontext()
+        space, project = self._destination(ctx, metadata)
+        if space is None:
+            return nullcontext()
+        if "*" not in self.allowed_spaces and space not in self.allowed_spaces:
+            self._warn_unknown(space)
+            return nullcontext()
+        routing: AbstractContextManager[object] = set_routing_context(space, project)
+        return routing
+
+    def _destination(self, ctx: Context, metadata: ArizeMetadata | None) -> tuple[str | None, str]:
+        """The space and project: `arize_metadata` first, then Arize's baggage."""
+        space = metadata.space_id if metadata else None
+        project = metadata.project_name if metadata else None
+        if not space or not project:
+            bag = baggage.get_all(ctx)
+            space = space or _text(bag.get(BAGGAGE_SPACE))
+            project = project or _text(bag.get(BAGGAGE_PROJECT))
+        return space or None, project or self.default_project
+
+    def _warn_unknown(self, space: str) -> None:
+        if space in self._warned or len(self._warned) >= MAX_WARNED_SPACES:
+            return
+        self._warned.add(space)
+        log.warning(
+            "Arize space %r is not in ARIZE_SPACE_ALLOWLIST: its runs execute, but their spans "
+            "are not exported (add the space id to ARIZE_SPACE_ALLOWLIST to export them)",
+            space,
+        )
+
+
+def _with_run_ids(ctx: Context, metadata: ArizeMetadata | None) -> Context:
+    """Put the run ids where OpenInference instrumentors and `RunAttributes` read them."""
+    if metadata is None:
+        return ctx
+    ids = {
+        "dataset_id": metadata.dataset_id,
+        "experiment_id": metadata.experiment_id,
+        "run_id": metadata.run_id,
+        "example_id": metadata.example_id,
+        "space_id": metadata.space_id,
+    }
+    if metadata.project_name:
+        ids["project_name"] = metadata.project_name
+    ctx = context_api.set_value(SpanAttributes.METADATA, json.dumps(ids), ctx)
+    return context_api.set_value(RUN_ID_KEY, metadata.run_id, ctx)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def instrument_fastapi(app: FastAPI, settings: Settings, tracer_provider: TracerProvider) -> None:
+    """Opt-in (AGENT_FASTAPI_INSTRUMENTOR): an HTTP server span around every request.
+
+    Credential headers are always in the sanitize list, so switching header capture on
+    (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST) never records a key.
+    """
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # noqa: PLC0415
+    from opentelemetry.util.http import (  # noqa: PLC0415
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+        get_custom_headers,
+    )
+
+    sanitize = [
+        *get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS),
+        *ALWAYS_SECRET_HEADERS,
+        settings.api_key_header,
+        *settings.required_headers,
+    ]
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, http_capture_headers_sanitize_fields=sanitize
+    )
+
+
+def current_run_id() -> str | None:
+    value = context_api.get_value(RUN_ID_KEY)
+    return value if isinstance(value, str) else None
+
+
+def trace_headers() -> dict[str, str]:
+    """`traceparent`, `tracestate` and `baggage` of the current span, for outbound calls."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

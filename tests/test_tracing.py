@@ -1,0 +1,313 @@
+"""The request span on exported spans: W3C Trace Context, run ids everywhere, secrets nowhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from app.main import create_app
+from tests import agents
+from tests.conftest import AUTH, KEY, METADATA, OLD_KEY, client_for, envelope, make_settings
+
+pytestmark = pytest.mark.anyio
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+VALID = f"00-{TRACE_ID}-{PARENT_ID}-01"
+JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
+OPEN_SCHEMA = {"input_schema_file": "tests/open_schema.json"}
+
+
+def hex_trace(span: ReadableSpan) -> str:
+    assert span.context is not None
+    return f"{span.context.trace_id:032x}"
+
+
+def hex_span(span: ReadableSpan) -> str:
+    assert span.context is not None
+    return f"{span.context.span_id:016x}"
+
+
+def parent_id(span: ReadableSpan) -> str | None:
+    return f"{span.parent.span_id:016x}" if span.parent else None
+
+
+def attrs(span: ReadableSpan) -> Mapping[str, Any]:
+    return span.attributes or {}
+
+
+def by_name(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans}
+
+
+async def call(
+    headers: list[tuple[str, str]] | None = None,
+    body: dict[str, Any] | None = None,
+    agent: Any = agents.echo,
+    **settings: Any,
+) -> tuple[int, Any]:
+    app = create_app(make_settings(**OPEN_SCHEMA, **settings), agent=agent)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/invoke",
+            json=body if body is not None else envelope(),
+            headers=[*AUTH.items(), *(headers or [])],
+        )
+    return response.status_code, response.json()
+
+
+async def request_span(
+    exported: InMemorySpanExporter, headers: list[tuple[str, str]]
+) -> ReadableSpan:
+    status, _ = await call(headers)
+    assert status == 200  # propagation headers never fail a request
+    (span,) = exported.get_finished_spans()
+    return span
+
+
+# -- W3C Trace Context: https://www.w3.org/TR/trace-context/ test cases
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("traceparent", VALID)],
+        [("TraceParent", VALID)],  # header names are case-insensitive
+        [("traceparent", f"cc-{TRACE_ID}-{PARENT_ID}-01-what-the-future-will-be-like")],
+        [("traceparent", f"cc-{TRACE_ID}-{PARENT_ID}-01")],
+    ],
+    ids=["valid", "mixed-case-name", "future-version-with-fields", "future-version"],
+)
+async def test_a_valid_parent_is_continued_with_a_new_span_id(
+    exported: InMemorySpanExporter, headers: list[tuple[str, str]]
+) -> None:
+    span = await request_span(exported, headers)
+    assert hex_trace(span) == TRACE_ID
+    assert parent_id(span) == PARENT_ID
+    assert hex_span(span) != PARENT_ID
+    assert span.parent is not None
+    assert span.parent.is_remote
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [("traceparent", VALID), ("traceparent", f"00-{'1' * 32}-{'2' * 16}-01")],
+        [("traceparent", VALID.upper())],
+        [("traceparent", f"00-{TRACE_ID.upper()}-{PARENT_ID}-01")],
+        [("traceparent", f"00-{'0' * 32}-{PARENT_ID}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{'0' * 16}-01")],
+        [("traceparent", f"00-{TRACE_ID[:-1]}-{PARENT_ID}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{PARENT_ID}0-01")],
+        [("traceparent", f"00-{TRACE_ID[:-1]}g-{PARENT_ID}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-0x")],
+        [("traceparent", f"ff-{TRACE_ID}-{PARENT_ID}-01")],
+        [("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01-extra")],  # version 00 has 4 fields
+        [("traceparent", "")],
+        [("traceparent", "garbage")],
+        [("tracestate", "rojo=00f067aa0ba902b7")],
+    ],
+    ids=[
+        "missing",
+        "duplicated",
+        "uppercase",
+        "uppercase-trace-id",
+        "zero-trace-id",
+        "zero-parent-id",
+        "short-trace-id",
+        "long-parent-id",
+        "illegal-character",
+        "illegal-flags",
+        "version-ff",
+        "version-00-extra-field",
+        "empty",
+        "garbage",
+        "tracestate-only",
+    ],
+)
+async def test_an_invalid_or_missing_parent_starts_a_new_trace(
+    exported: InMemorySpanExporter, headers: list[tuple[str, str]]
+) -> None:
+    span = await request_span(exported, headers)
+    assert span.parent is None
+    assert hex_trace(span) not in {TRACE_ID, "1" * 32}
+    assert span.context is not None
+    assert span.context.trace_state == {}  # tracestate without traceparent is dropped
+
+
+async def test_tracestate_is_kept_with_its_traceparent(exported: InMemorySpanExporter) -> None:
+    state = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+    span = await request_span(exported, [("traceparent", VALID), ("tracestate", state)])
+    assert span.context is not None
+    assert span.context.trace_state.to_header() == state
+    assert span.parent is not None
+    assert span.parent.trace_state.to_header() == state
+
+
+async def test_an_unsampled_parent_is_respected(exported: InMemorySpanExporter) -> None:
+    status, _ = await call([("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-00")])
+    assert status == 200
+    assert exported.get_finished_spans() == ()
+
+
+# -- the request span
+
+
+async def test_the_request_span_is_an_agent_span_with_input_and_output(
+    exported: InMemorySpanExporter,
+) -> None:
+    status, body = await call([("traceparent", VALID)])
+    assert status == 200
+    (span,) = exported.get_finished_spans()
+    attributes = attrs(span)
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "echo"  # the agent's name
+    assert attributes["openinference.span.kind"] == "AGENT"
+    assert json.loads(str(attributes["input.value"])) == envelope()["input"]
+    assert attributes["input.mime_type"] == "application/json"
+    assert json.loads(str(attributes["output.value"])) == body
+    assert attributes["output.mime_type"] == "application/json"
+    assert attributes["http.response.status_code"] == 200
+    assert json.loads(str(attributes["metadata"])) == METADATA
+    assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_input_and_output_can_be_turned_off(exported: InMemorySpanExporter) -> None:
+    await call(trace_io=False)
+    (span,) = exported.get_finished_spans()
+    assert not {"input.value", "output.value"} & set(attrs(span))
+    assert json.loads(str(attrs(span)["metadata"])) == METADATA
+
+
+async def test_long_input_and_output_are_cut(exported: InMemorySpanExporter) -> None:
+    body = envelope(goal="x" * 500)
+    status, _ = await call(body=body, trace_io_max_chars=100)
+    assert status == 200
+    (span,) = exported.get_finished_spans()
+    value = str(attrs(span)["input.value"])
+    assert value.startswith('{"goal": "xxx')
+    assert value.endswith("characters in all]")
+    assert len(value) < 150
+    assert attrs(span)["input.mime_type"] == "text/plain"
+
+
+async def test_a_call_without_metadata_still_gets_a_span(exported: InMemorySpanExporter) -> None:
+    status, _ = await call(body={"input": {"goal": "x"}})
+    assert status == 200
+    (span,) = exported.get_finished_spans()
+    assert "metadata" not in attrs(span)
+
+
+@pytest.mark.parametrize("agent", [agents.traced, agents.sync_traced], ids=["async", "sync"])
+async def test_agent_spans_nest_under_the_request_span_and_carry_the_run_ids(
+    exported: InMemorySpanExporter, agent: Any
+) -> None:
+    status, body = await call([("traceparent", VALID)], agent=agent)
+    assert status == 200
+    spans = exported.get_finished_spans()
+    assert len(spans) == 3
+    (root,) = [span for span in spans if attrs(span).get("openinference.span.kind") == "AGENT"]
+    children = [span for span in spans if span is not root]
+    for span in spans:
+        assert hex_trace(span) == TRACE_ID
+        assert json.loads(str(attrs(span)["metadata"])) == METADATA
+    for child in children:
+        assert parent_id(child) == hex_span(root)
+    # ctx.trace_headers() inside a child span: a downstream service joins under that child.
+    version, trace_id, span_id, flags = body["trace_headers"]["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
+    assert span_id in {hex_span(child) for child in children}
+
+
+async def test_the_agents_own_metadata_is_merged_with_the_run_ids(
+    exported: InMemorySpanExporter,
+) -> None:
+    async def agent(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+        with agents.TRACER.start_as_current_span("mine", attributes={"metadata": '{"k": 1}'}):
+            return "ok"
+
+    await call(agent=agent)
+    mine = by_name(exported.get_finished_spans())["mine"]
+    assert json.loads(str(attrs(mine)["metadata"])) == {**METADATA, "k": 1}
+
+
+# -- failures
+
+
+async def test_an_agent_error_marks_the_span_without_leaking_the_key(
+    exported: InMemorySpanExporter,
+) -> None:
+    status, body = await call(body=envelope(message=f"bad key {KEY}"), agent=agents.failing)
+    assert status == 500
+    (span,) = exported.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description is not None
+    assert "RuntimeError" in span.status.description
+    assert attrs(span)["error.type"] == "agent_error"
+    assert attrs(span)["http.response.status_code"] == 500
+    (event,) = span.events
+    assert event.name == "exception"
+    assert "[redacted]" in str(event.attributes)
+    assert KEY not in json.dumps(span.to_json())
+    assert KEY not in json.dumps(body)
+
+
+async def test_a_rejected_input_marks_the_span(exported: InMemorySpanExporter) -> None:
+    app = create_app(make_settings(), agent=agents.echo)  # the trip schema: goal required
+    async with client_for(app) as client:
+        response = await client.post("/invoke", json={"input": {"city": "Tokyo"}}, headers=AUTH)
+    assert response.status_code == 422
+    (span,) = exported.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["error.type"] == response.json()["error"]["type"]
+    assert attrs(span)["http.response.status_code"] == 422
+
+
+async def test_requests_refused_before_the_envelope_make_no_span(
+    exported: InMemorySpanExporter,
+) -> None:
+    app = create_app(make_settings(), agent=agents.echo)
+    async with client_for(app) as client:
+        unauthorised = await client.post("/invoke", json=envelope())
+        malformed = await client.post("/invoke", content=b"{", headers=JSON_AUTH)
+    assert (unauthorised.status_code, malformed.status_code) == (401, 400)
+    assert exported.get_finished_spans() == ()
+
+
+# -- an outer span: FastAPIInstrumentor (opt-in), with header capture switched on
+
+
+async def test_with_fastapi_instrumentor_ours_is_a_child_and_keys_are_masked(
+    exported: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    settings = make_settings(**OPEN_SCHEMA, api_keys=[KEY, OLD_KEY], fastapi_instrumentor=True)
+    app = create_app(settings, agent=agents.traced)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/invoke",
+            json=envelope(),
+            headers={**AUTH, "X-API-Key": OLD_KEY, "traceparent": VALID},
+        )
+    assert response.status_code == 200
+    spans = exported.get_finished_spans()
+    server = next(span for span in spans if span.kind is SpanKind.SERVER)
+    ours = next(span for span in spans if attrs(span).get("openinference.span.kind") == "AGENT")
+    assert parent_id(server) == PARENT_ID
+    assert parent_id(ours) == hex_span(server)
+    assert ours.kind is SpanKind.INTERNAL
+    assert {hex_trace(span) for span in spans} == {TRACE_ID}
+    # Capture was on: the headers are there, masked.
+    for header in ("authorization", "x_api_key"):
+        (masked,) = attrs(server)[f"http.request.header.{header}"]
+        assert masked.lower() == "[redacted]"
+    everything = json.dumps([json.loads(span.to_json()) for span in spans])
+    assert KEY not in everything
+    assert OLD_KEY not in everything
