@@ -1,12 +1,17 @@
 # Two commands for a new machine (Python 3.11+ and make): `make serve` and `make test`.
-# Everything installs into .venv from the hashed lock files in requirements/.
+# Everything installs from the hashed lock files in requirements/: the app and its tools into .venv,
+# Phoenix (the tests' OTLP receiver, and `make phoenix`) into .phoenix.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | cksum | cut -d' ' -f1)
+# Phoenix (the OTLP receiver the tests export to, and `make phoenix` for a local UI) lives in its own
+# venv so the app's install stays small.
+PHOENIX_VENV ?= .phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(shell cat requirements/phoenix.lock | cksum | cut -d' ' -f1)
 
-.PHONY: install serve test lint format bench lock clean
+.PHONY: install install-phoenix phoenix serve test lint format bench lock clean
 
 install: $(STAMP)
 
@@ -17,13 +22,29 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+install-phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP): requirements/phoenix.lock
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/phoenix.lock
+	rm -f $(PHOENIX_VENV)/.installed-*
+	touch $@
+
+## Phoenix in the foreground on 127.0.0.1: UI and OTLP/HTTP on http://127.0.0.1:6006 (/v1/traces),
+## OTLP/gRPC on 127.0.0.1:4317; its database stays in .phoenix/data. Ctrl-C stops it.
+phoenix: install-phoenix
+	mkdir -p $(PHOENIX_VENV)/data
+	PHOENIX_WORKING_DIR=$(abspath $(PHOENIX_VENV))/data PHOENIX_HOST=127.0.0.1 PHOENIX_PORT=6006 \
+		PHOENIX_GRPC_PORT=4317 PHOENIX_TELEMETRY_ENABLED=$${PHOENIX_TELEMETRY_ENABLED:-false} \
+		$(PHOENIX_VENV)/bin/phoenix serve
+
 ## Serve the endpoint with the offline example agent on 127.0.0.1:8000 (local dev: no auth
 ## unless AGENT_API_KEYS is set in the environment or .env).
 serve: install
 	AGENT_AUTH_DISABLED=$${AGENT_AUTH_DISABLED:-true} $(BIN)/agent-endpoint serve
 
-## The whole suite: lint, format check, strict types, tests with coverage.
-test: install lint
+## The whole suite: lint, format check, strict types, tests with coverage (against a real Phoenix).
+test: install install-phoenix lint
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install
@@ -49,6 +70,8 @@ lock:
 		--no-emit-index-url --no-emit-find-links -q -o requirements/app.lock
 	uv pip compile pyproject.toml --group dev --universal --python-version 3.11 \
 		--generate-hashes --no-emit-index-url --no-emit-find-links -q -o requirements/dev.lock
+	uv pip compile requirements/phoenix.in --universal --python-version 3.11 --generate-hashes \
+		--no-emit-index-url --no-emit-find-links -q -o requirements/phoenix.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

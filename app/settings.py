@@ -275,12 +275,21 @@ def _variable(location: tuple[int | str, ...]) -> str:
     if not location:
         return ""
     name = str(location[0])
-    return f"{name if name.isupper() else variable_name(name)}: "
+    for field in Settings.model_fields:
+        names = variable_names(field)
+        if name in (field, *names):
+            return f"{' or '.join(names)}: "
+    return f"{name}: "
 
 
 def variable_name(field: str) -> str:
     """The environment variable of a settings field (standard names like OTEL_* included)."""
+    return variable_names(field)[0]
+
+
+def variable_names(field: str) -> list[str]:
+    """Every environment variable that sets `field`, the one that wins first."""
     alias = Settings.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
-        return alias.choices[0]
-    return f"AGENT_{field.upper()}"
+    if isinstance(alias, AliasChoices):
+        return [name for name in alias.choices if isinstance(name, str) and name.isupper()]
+    return [f"AGENT_{field.upper()}"]

@@ -167,11 +167,23 @@ class AllowedSpaces(SpanProcessor):
         if self.allows(_space_of(span.attributes)):
             self.inner.on_end(span)
 
+    # arize-otel 0.14's ArizeRoutingSpanProcessor.shutdown() is `all(p.shutdown() for p in
+    # per-space processors)`, and BatchSpanProcessor.shutdown() returns None: it stops after
+    # the first space, and the other spaces' queued spans are never sent. So each per-space
+    # processor is flushed and shut down here (found by tests/test_trace_export.py).
+
+    def _per_space(self) -> list[SpanProcessor]:
+        processors: dict[str, SpanProcessor] = getattr(self.inner, "_processors", {})
+        return list(processors.values())
+
     def shutdown(self) -> None:
+        for processor in self._per_space():
+            processor.shutdown()
         self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+        results = [processor.force_flush(timeout_millis) for processor in self._per_space()]
+        return all(results)
 
 
 def _space_of(attributes: Mapping[str, object] | None) -> object:

@@ -76,3 +76,8 @@ def _pooled_span(name: str) -> None:
 
 async def failing(input: dict[str, Any], ctx: AgentContext) -> None:  # noqa: A002
     raise RuntimeError(str(input.get("message", "boom")))
+
+
+async def logging_agent(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    ctx.logger.info("planning %s", input.get("goal"))
+    return {"ok": True}

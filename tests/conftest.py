@@ -19,6 +19,8 @@ from app.main import create_app
 from app.redaction import Redactor
 from app.settings import Settings
 
+pytest_plugins = ["tests.phoenix"]  # the `phoenix` fixture: a real Phoenix on 127.0.0.1
+
 KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
 OLD_KEY = "test-key-old-bbbbbbbbbbbbbbbbbbbb"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.entrypoint import load_agent
 from app.main import create_app
 from examples.langgraph_agent import ScriptedChatModel, get_weather, run
-from tests.conftest import AUTH, client_for, envelope, make_settings
+from tests.conftest import AUTH, METADATA, client_for, envelope, make_settings
 
 ENTRYPOINT = "examples.langgraph_agent:run"
 
@@ -140,3 +142,36 @@ async def test_served_through_agent_entrypoint() -> None:
         output = await invoke(http, "Weather in Lisbon?")
     assert ready.json()["agent"] == ENTRYPOINT
     assert output["tool_calls"][0]["arguments"] == {"city": "Lisbon"}
+
+
+@pytest.mark.anyio
+async def test_llm_and_tool_spans_nest_under_the_request_span_with_the_run_ids(
+    client: httpx.AsyncClient, exported: InMemorySpanExporter
+) -> None:
+    trace_id, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    response = await client.post(
+        "/invoke",
+        json=envelope("Plan a 3-day trip to Tokyo"),
+        headers={**AUTH, "traceparent": f"00-{trace_id}-{caller_span}-01"},
+    )
+    assert response.status_code == 200
+    spans = exported.get_finished_spans()
+    kinds = [str((span.attributes or {}).get("openinference.span.kind")) for span in spans]
+    assert kinds.count("AGENT") == 1
+    assert kinds.count("LLM") == 2  # the tool call, then the answer
+    assert kinds.count("TOOL") == 1
+    parents = {span.context.span_id: span.parent for span in spans if span.context}
+    (root,) = [span for span in spans if span.parent and span.parent.is_remote]
+    assert root.context is not None
+    assert f"{root.parent.span_id:016x}" == caller_span  # type: ignore[union-attr]
+    for span in spans:
+        assert span.context is not None
+        assert f"{span.context.trace_id:032x}" == trace_id
+        metadata = json.loads(str((span.attributes or {})["metadata"]))
+        assert {key: metadata[key] for key in METADATA} == METADATA
+        # every span reaches the request span through its parents
+        current = span.context.span_id
+        while current != root.context.span_id:
+            parent = parents[current]
+            assert parent is not None
+            current = parent.span_id

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ from app.context import AgentContext
 from app.main import create_app
 from tests.conftest import AUTH, KEY, envelope, make_settings
 from tests.live import free_port, live_server
-from tests.processes import ROOT, clean_env
+from tests.servers import start_server, wait_ready
 
 WAIT = 10.0
 
@@ -103,33 +101,6 @@ def test_many_parallel_rows_over_real_http() -> None:
         for thread in threads:
             thread.join(WAIT)
     assert results == [200] * 50
-
-
-def start_server(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=clean_env(
-                AGENT_API_KEYS=KEY,
-                AGENT_INPUT_SCHEMA_FILE=str(ROOT / "tests" / "open_schema.json"),
-                **env,
-            ),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    pytest.fail("server did not become ready")
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:

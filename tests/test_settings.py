@@ -14,9 +14,9 @@ from tests.conftest import KEY, OLD_KEY, make_settings
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Start from an environment with no AGENT_* variables and no .env file."""
+    """Start from an environment with no AGENT_*, OTEL_*, ARIZE_* variables and no .env file."""
     for name in list(os.environ):
-        if name.startswith("AGENT_") or name == "PORT":
+        if name.startswith(("AGENT_", "OTEL_", "ARIZE_")) or name == "PORT":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -85,3 +85,65 @@ def test_invalid_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
 def test_invoke_path_must_be_absolute() -> None:
     with pytest.raises(ValueError, match="must start with '/'"):
         make_settings(invoke_path="invoke")
+
+
+@pytest.mark.parametrize(
+    ("env", "exporters"),
+    [
+        ({}, set()),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:6006"}, {"otlp"}),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:6006/v1/traces"}, {"otlp"}),
+        ({"ARIZE_API_KEY": "ak-123"}, {"arize"}),
+        ({"ARIZE_API_KEY": ""}, set()),
+        (
+            {"ARIZE_API_KEY": "ak", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318"},
+            {"arize", "otlp"},
+        ),
+        ({"OTEL_TRACES_EXPORTER": "console"}, {"console"}),
+        ({"OTEL_TRACES_EXPORTER": "none", "ARIZE_API_KEY": "ak"}, set()),
+        ({"OTEL_TRACES_EXPORTER": "OTLP, console"}, {"otlp", "console"}),
+    ],
+)
+def test_exporters_follow_the_otel_variables(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], exporters: set[str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().exporters == exporters
+
+
+def test_an_unknown_exporter_lists_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,jaeger")
+    with pytest.raises(SettingsError, match=r"OTEL_TRACES_EXPORTER: .*unknown exporter jaeger"):
+        load_settings()
+
+
+def test_an_unknown_otlp_protocol_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "arize"}, "ARIZE_API_KEY is not set"),
+        ({"ARIZE_API_KEY": "ak-123"}, "ARIZE_SPACE_ALLOWLIST is empty"),
+    ],
+)
+def test_arize_export_needs_a_key_and_an_allowlist(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(api_keys=KEY).check_tracing_configured()
+
+
+def test_arize_export_with_key_and_allowlist_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARIZE_API_KEY", "ak-123")
+    monkeypatch.setenv("ARIZE_SPACE_ALLOWLIST", "U3BhY2U6MQ==, U3BhY2U6Mg==")
+    settings = load_settings()
+    settings.check_tracing_configured()
+    assert settings.arize_space_allowlist == ["U3BhY2U6MQ==", "U3BhY2U6Mg=="]
+    assert "ak-123" not in repr(settings)
