@@ -54,14 +54,16 @@ def add_processors(
         provider.add_span_processor(Scrubbed(processor, redact, secret_headers))
 
 
-def install_tracer_provider(settings: Settings, redact: Redactor) -> tuple[TracerProvider, bool]:
+def install_tracer_provider(
+    settings: Settings, redact: Redactor, current: trace.TracerProvider | None = None
+) -> tuple[TracerProvider, bool]:
     """The process-wide provider: ours, or the one the agent's module already registered.
 
     Returns the provider and whether we own it (and so shut it down). Agents that call
     `phoenix.otel.register()` or `logfire.configure()` at import keep their provider; our
     processors are added to it so run ids and scrubbing still apply.
     """
-    current = trace.get_tracer_provider()
+    current = current or trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         if current not in _EQUIPPED:
             log.info("using the OpenTelemetry tracer provider the agent registered")
