@@ -75,7 +75,7 @@ def _serve(
     from app.logs import configure_logging  # noqa: PLC0415
     from app.main import create_app  # noqa: PLC0415
 
-    configure_logging(settings)
+    configure_logging(settings, uvicorn_loggers=True)
     # Build once up front so a bad configuration fails here, with one readable line.
     application = create_app(settings)
     target = "app.main:app" if workers > 1 or reload else application

@@ -54,16 +54,17 @@ def invoke_handler(
         envelope = parse_envelope(body)
         metadata = envelope.arize_metadata
         run_id = metadata.run_id if metadata else None
-        with tracing.request_span(request.headers, metadata) as trace:
-            trace.record_input(envelope.input)
-            try:
-                response = await run_agent(envelope.input, metadata, body, request, trace)
-            except ApiError as exc:
-                exc.run_id = run_id
-                trace.fail(exc.status_code, exc.error_type, exc.message, exc)
-                raise
+        trace = tracing.start(request.headers, metadata, envelope.input)
+        try:
+            response = await run_agent(envelope.input, metadata, body, request, trace)
             trace.record_output(bytes(response.body), response.status_code)
-            return response
+        except ApiError as exc:
+            exc.run_id = run_id
+            trace.fail(exc.status_code, exc.error_type, exc.message, exc)
+            raise
+        finally:
+            trace.end()
+        return response
 
     async def run_agent(
         payload: dict[str, Any],

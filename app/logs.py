@@ -50,14 +50,20 @@ def handler_for(settings: Settings) -> logging.Handler:
     return handler
 
 
-def configure_logging(settings: Settings) -> None:
-    """One handler on the root logger; uvicorn's loggers propagate to it."""
+def configure_logging(settings: Settings, *, uvicorn_loggers: bool = False) -> None:
+    """One handler on the root logger.
+
+    `uvicorn_loggers`: also route uvicorn's loggers to it (`agent-endpoint serve`, which starts
+    uvicorn without its own log config). Under `uvicorn app.main:app` they stay as uvicorn's
+    flags set them (`--no-access-log` stays off).
+    """
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler_for(settings))
     root.setLevel(settings.log_level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
+    if uvicorn_loggers:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True

@@ -36,7 +36,7 @@ class RunAttributes(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         ctx = parent_context if parent_context is not None else context_api.get_current()
         for key in CONTEXT_ATTRIBUTES:
-            value = context_api.get_value(key, ctx)
+            value = ctx.get(key)  # a Context is a dict: no API call per key on every span
             if value is None:
                 continue
             existing = span.attributes.get(key) if span.attributes else None

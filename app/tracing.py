@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from arize.otel import set_routing_context
@@ -49,6 +48,9 @@ BAGGAGE_PROJECT = "arize.project_name"
 JSON = OpenInferenceMimeTypeValues.JSON.value
 TEXT = OpenInferenceMimeTypeValues.TEXT.value
 AGENT = OpenInferenceSpanKindValues.AGENT.value
+INPUT_VALUE, INPUT_MIME_TYPE = SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE
+OUTPUT_VALUE, OUTPUT_MIME_TYPE = SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE
+STATUS_CODE = "http.response.status_code"
 MAX_WARNED_SPACES = 1000
 
 
@@ -69,39 +71,53 @@ HEADERS = HeaderGetter()
 
 
 class RequestSpan:
-    """The AGENT span of one request, with the few things the request path records on it."""
+    """The AGENT span of one request, attached as the current span until `end()`.
 
-    def __init__(self, span: Span, tracing: Tracing) -> None:
-        self.span = span
+    Plain calls rather than context managers: this runs on every request, and the request
+    path's throughput is measured against a server with no tracing at all (bench/).
+    """
+
+    __slots__ = ("_routing", "_span_token", "_token", "_tracing", "span")
+
+    def __init__(
+        self,
+        tracing: Tracing,
+        span: Span,
+        token: object,
+        span_token: object,
+        routing: AbstractContextManager[object] | None,
+    ) -> None:
         self._tracing = tracing
-
-    def record_input(self, value: Any) -> None:
-        if self._tracing.record_io and self.span.is_recording():
-            text = json.dumps(value, ensure_ascii=False, default=str)
-            self._set_io(SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE, text)
+        self.span = span
+        self._token = token
+        self._span_token = span_token
+        self._routing = routing
 
     def record_output(self, body: bytes, status_code: int = 200) -> None:
-        self.span.set_attribute("http.response.status_code", status_code)
-        if self._tracing.record_io and self.span.is_recording():
+        span = self.span
+        if not span.is_recording():
+            return
+        if self._tracing.record_io:
             text = body.decode("utf-8", errors="replace")
-            self._set_io(SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE, text)
+            attributes = self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text)
+            attributes[STATUS_CODE] = status_code
+            span.set_attributes(attributes)
+        else:
+            span.set_attribute(STATUS_CODE, status_code)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
         """Mark the span failed; messages are redacted, the span processors mask the rest."""
         message = self._tracing.redact(message)
-        self.span.set_attribute("http.response.status_code", status_code)
-        self.span.set_attribute("error.type", error_type)
+        self.span.set_attributes({STATUS_CODE: status_code, "error.type": error_type})
         self.span.set_status(Status(StatusCode.ERROR, message))
         self.span.record_exception(exc, attributes={"exception.message": message})
 
-    def _set_io(self, value_key: str, mime_key: str, text: str) -> None:
-        limit = self._tracing.max_chars
-        mime = JSON
-        if len(text) > limit:
-            text = f"{text[:limit]}… [cut: {len(text)} characters in all]"
-            mime = TEXT
-        self.span.set_attribute(value_key, self._tracing.redact(text))
-        self.span.set_attribute(mime_key, mime)
+    def end(self) -> None:
+        self.span.end()
+        context_api.detach(self._span_token)  # type: ignore[arg-type]
+        if self._routing is not None:
+            self._routing.__exit__(None, None, None)
+        context_api.detach(self._token)  # type: ignore[arg-type]
 
 
 class Tracing:
@@ -155,40 +171,54 @@ class Tracing:
         else:
             self.provider.force_flush()
 
-    @contextmanager
-    def request_span(
-        self, headers: Headers, metadata: ArizeMetadata | None
-    ) -> Iterator[RequestSpan]:
-        outer = trace.get_current_span().get_span_context().is_valid
-        ctx = context_api.get_current() if outer else propagate.extract(headers, getter=HEADERS)
-        ctx = _with_run_ids(ctx, metadata)
+    def start(self, headers: Headers, metadata: ArizeMetadata | None, payload: Any) -> RequestSpan:
+        """Continue the caller's trace, route, tag the run, start the AGENT span; see above."""
+        current = context_api.get_current()
+        outer = trace.get_current_span(current).get_span_context().is_valid
+        if outer or ("traceparent" not in headers and "baggage" not in headers):
+            ctx = current  # nothing to continue (tracestate alone means nothing)
+        else:
+            ctx = propagate.extract(headers, getter=HEADERS)
+        if metadata is not None:
+            ctx = Context(
+                {**ctx, SpanAttributes.METADATA: _run_ids(metadata), RUN_ID_KEY: metadata.run_id}
+            )
         token = context_api.attach(ctx)
-        try:
-            with (
-                self._routing(ctx, metadata),
-                self.tracer.start_as_current_span(
-                    self.span_name,
-                    kind=SpanKind.INTERNAL if outer else SpanKind.SERVER,
-                    attributes={SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT},
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ) as span,
-            ):
-                yield RequestSpan(span, self)
-        finally:
-            context_api.detach(token)
+        routing = self._routing(ctx, metadata)
+        if routing is not None:
+            routing.__enter__()
+        attributes: dict[str, Any] = {SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT}
+        if self.record_io:
+            text = json.dumps(payload, ensure_ascii=False, default=str)
+            attributes.update(self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
+        span = self.tracer.start_span(
+            self.span_name,
+            kind=SpanKind.INTERNAL if outer else SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        span_token = context_api.attach(trace.set_span_in_context(span))
+        return RequestSpan(self, span, token, span_token, routing)
+
+    def io_attributes(self, value_key: str, mime_key: str, text: str) -> dict[str, Any]:
+        mime = JSON
+        if len(text) > self.max_chars:
+            text = f"{text[: self.max_chars]}… [cut: {len(text)} characters in all]"
+            mime = TEXT
+        return {value_key: self.redact(text), mime_key: mime}
 
     def _routing(
         self, ctx: Context, metadata: ArizeMetadata | None
-    ) -> AbstractContextManager[object]:
+    ) -> AbstractContextManager[object] | None:
         if self.allowed_spaces is None:
-            return nullcontext()
+            return None
         space, project = self._destination(ctx, metadata)
         if space is None:
-            return nullcontext()
+            return None
         if "*" not in self.allowed_spaces and space not in self.allowed_spaces:
             self._warn_unknown(space)
-            return nullcontext()
+            return None
         routing: AbstractContextManager[object] = set_routing_context(space, project)
         return routing
 
@@ -213,10 +243,8 @@ class Tracing:
         )
 
 
-def _with_run_ids(ctx: Context, metadata: ArizeMetadata | None) -> Context:
-    """Put the run ids where OpenInference instrumentors and `RunAttributes` read them."""
-    if metadata is None:
-        return ctx
+def _run_ids(metadata: ArizeMetadata) -> str:
+    """The run ids as OpenInference `metadata`, where instrumentors and `RunAttributes` look."""
     ids = {
         "dataset_id": metadata.dataset_id,
         "experiment_id": metadata.experiment_id,
@@ -226,8 +254,7 @@ def _with_run_ids(ctx: Context, metadata: ArizeMetadata | None) -> Context:
     }
     if metadata.project_name:
         ids["project_name"] = metadata.project_name
-    ctx = context_api.set_value(SpanAttributes.METADATA, json.dumps(ids), ctx)
-    return context_api.set_value(RUN_ID_KEY, metadata.run_id, ctx)
+    return json.dumps(ids)
 
 
 def _text(value: object) -> str | None:

@@ -1,8 +1,8 @@
 """A server under test: how to start it, what to send it, what it must answer; and running it.
 
 Each server is a uvicorn subprocess on 127.0.0.1, started in an empty working directory (so no
-`.env` file is read) with only the AGENT_* variables its `Server` entry sets, and always
-stopped: terminate, then kill.
+`.env` file is read) with only the AGENT_* and OTEL_* variables its `Server` entry sets, and
+always stopped: terminate, then kill.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,10 @@ UVICORN_FLAGS = (
     "--backlog",
     "4096",
 )
+
+# Variables a server gets only from its `Server` entry, never from the shell running the
+# benchmark: the app's settings, and tracing (no span may leave for a real backend).
+OWN_PREFIXES = ("AGENT_", "OTEL_", "ARIZE_", "PHOENIX_")
 
 START_TIMEOUT = 30.0
 START_POLL = 0.05
@@ -92,6 +96,13 @@ class RunningServer:
                 return int(value.split()[0]) / 1024  # the kernel reports kB
         raise ServerError(f"no {field} in /proc/{self.process.pid}/status")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far, all its threads included."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="ascii")
+        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": the comm may hold spaces
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self) -> str:
         self.log.flush()
         self.log.seek(0)
@@ -111,16 +122,24 @@ def free_ports(count: int) -> list[int]:
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without AGENT_* settings, plus the server's own."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENT_")}
+    """This process's environment without AGENT_* or tracing settings, plus the server's own."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(OWN_PREFIXES)}
     env["PYTHONPATH"] = str(ROOT)  # `bench.agents` and `bench.seed_app` import from any cwd
     env.update(extra)
     return env
 
 
 @contextlib.contextmanager
-def serving(server: Server, port: int, workdir: Path) -> Iterator[RunningServer]:
-    """Start `server`, wait until it answers `expected`, yield it, and always stop it."""
+def serving(
+    server: Server,
+    port: int,
+    workdir: Path,
+    check: Callable[[RunningServer], object] | None = None,
+) -> Iterator[RunningServer]:
+    """Start `server`, wait until it answers `expected`, yield it, and always stop it.
+
+    `check` replaces the check of the answer, for a process that is not an agent endpoint.
+    """
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [*server.argv, "--host", HOST, "--port", str(port)],
@@ -133,7 +152,7 @@ def serving(server: Server, port: int, workdir: Path) -> Iterator[RunningServer]
         running = RunningServer(server, port, process, log)
         try:
             wait_until_listening(running)
-            check_answer(running)
+            (check or check_answer)(running)
             yield running
         finally:
             stop(process)
