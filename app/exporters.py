@@ -25,6 +25,7 @@ from app.span_processors import AllowedSpaces, RunAttributes, Scrubbed
 log = logging.getLogger("agent_endpoint")
 
 OTLP_HTTP_PATH = "/v1/traces"
+SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"
 # Providers that already carry our processors: never add them twice.
 _EQUIPPED: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
@@ -85,6 +86,10 @@ def exporting_processors(settings: Settings) -> list[SpanProcessor]:
         processors.append(arize_routing(settings))
     if chosen:
         log.info("exporting spans to: %s", ", ".join(sorted(chosen)))
+        # With the collector down, the SDK's batch queue fills and it logs a warning for every
+        # span it drops, which costs every request a log record. The exporter's own warnings
+        # ("Transient error ... retrying") already say the collector is unreachable.
+        logging.getLogger(SDK_BATCH_LOGGER).setLevel(logging.ERROR)
     return processors
 
 

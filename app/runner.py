@@ -30,6 +30,8 @@ from app.settings import Settings
 
 log = logging.getLogger("agent_endpoint")
 
+WATCH_DELAY = 0.05  # seconds before a run starts watching for the client going away
+
 Receive = Callable[[], Awaitable[Message]]
 
 
@@ -65,23 +67,19 @@ class AgentRunner:
         """
         await self._acquire(ctx.run_id)
         slot = _Slot(self._release)
-        watcher = None
-        task = asyncio.current_task()
-        if receive is not None and task is not None:
-            watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, ctx))
+        watch = _DisconnectWatch(receive, ctx) if receive is not None else None
         try:
             return await self._run_with_deadline(payload, ctx, slot)
         except asyncio.CancelledError:
-            if watcher is not None and watcher.done() and not watcher.cancelled():
-                assert task is not None  # noqa: S101 - a watcher exists only with a task
-                task.uncancel()  # our own cancellation: report it, do not propagate it
+            if watch is not None and watch.fired():
+                watch.task.uncancel()  # our own cancellation: report it, do not propagate it
                 ctx.logger.info("client disconnected; agent run cancelled")
                 raise ClientDisconnectedError from None
             ctx.cancelled.set()
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            if watch is not None:
+                watch.stop()
             slot.drop()
 
     async def _run_with_deadline(
@@ -193,16 +191,42 @@ class AgentRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _cancel_on_disconnect(
-    receive: Receive, task: asyncio.Task[Any], ctx: AgentContext
-) -> None:
-    """Wait for `http.disconnect`, then cancel the request's task (and tell a sync agent)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            ctx.cancelled.set()
-            task.cancel()
-            return
+class _DisconnectWatch:
+    """Cancels the request's task when the ASGI server reports that the client went away.
+
+    Most runs finish in milliseconds, so the watcher task only starts after WATCH_DELAY: a
+    disconnect before that is still seen (the server keeps the message for `receive()`), and
+    quick runs skip a task per request.
+    """
+
+    def __init__(self, receive: Receive, ctx: AgentContext) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - called from a request's coroutine
+        self.task: asyncio.Task[Any] = task
+        self._receive = receive
+        self._ctx = ctx
+        self._watcher: asyncio.Task[None] | None = None
+        self._start = asyncio.get_running_loop().call_later(WATCH_DELAY, self._begin)
+
+    def _begin(self) -> None:
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._ctx.cancelled.set()
+                self.task.cancel()
+                return
+
+    def fired(self) -> bool:
+        watcher = self._watcher
+        return watcher is not None and watcher.done() and not watcher.cancelled()
+
+    def stop(self) -> None:
+        self._start.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class _Slot:
