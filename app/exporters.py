@@ -57,18 +57,23 @@ def add_processors(
 
 def install_tracer_provider(
     settings: Settings, redact: Redactor, current: trace.TracerProvider | None = None
-) -> tuple[TracerProvider, bool]:
-    """The process-wide provider: ours, or the one the agent's module already registered.
+) -> tuple[trace.TracerProvider, bool]:
+    """The process-wide provider: ours, the one the agent's module registered, or none.
 
     Returns the provider and whether we own it (and so shut it down). Agents that call
     `phoenix.otel.register()` or `logfire.configure()` at import keep their provider; our
-    processors are added to it so run ids and scrubbing still apply.
+    processors are added to it so run ids and scrubbing still apply. With no exporter
+    configured, nothing would leave the process, so no span is recorded at all: the API's
+    no-op provider stays (the caller's trace context still reaches `ctx.trace_headers()`).
     """
     current = current or trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         if current not in _EQUIPPED:
             log.info("using the OpenTelemetry tracer provider the agent registered")
             add_processors(current, settings, redact)
+        return current, False
+    if not settings.exporters:
+        log.info("no span exporter configured (see OTEL_TRACES_EXPORTER): spans are not recorded")
         return current, False
     provider = build_tracer_provider(settings, redact)
     trace.set_tracer_provider(provider)

@@ -125,7 +125,7 @@ class Tracing:
 
     def __init__(
         self,
-        provider: TracerProvider,
+        provider: trace.TracerProvider,
         settings: Settings,
         redact: Redactor,
         span_name: str,
@@ -155,21 +155,23 @@ class Tracing:
     ) -> Tracing:
         """Use `provider`, or the process-wide one built from the OTEL_* settings."""
         owns = False
-        if provider is None:
-            provider, owns = install_tracer_provider(settings, redact)
+        chosen: trace.TracerProvider | None = provider
+        if chosen is None:
+            chosen, owns = install_tracer_provider(settings, redact)
         allowed = None
         if "arize" in settings.exporters:
             allowed = frozenset(settings.arize_space_allowlist)
-        return cls(
-            provider, settings, redact, span_name, allowed_spaces=allowed, owns_provider=owns
-        )
+        return cls(chosen, settings, redact, span_name, allowed_spaces=allowed, owns_provider=owns)
 
     def close(self) -> None:
         """Send what the batch processors hold before the process goes."""
+        provider = self.provider
+        if not isinstance(provider, TracerProvider):
+            return  # the API's no-op provider: nothing recorded, nothing to send
         if self.owns_provider:
-            self.provider.shutdown()
+            provider.shutdown()
         else:
-            self.provider.force_flush()
+            provider.force_flush()
 
     def start(self, headers: Headers, metadata: ArizeMetadata | None, payload: Any) -> RequestSpan:
         """Continue the caller's trace, route, tag the run, start the AGENT span; see above."""
@@ -261,7 +263,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def instrument_fastapi(app: FastAPI, settings: Settings, tracer_provider: TracerProvider) -> None:
+def instrument_fastapi(
+    app: FastAPI, settings: Settings, tracer_provider: trace.TracerProvider
+) -> None:
     """Opt-in (AGENT_FASTAPI_INSTRUMENTOR): an HTTP server span around every request.
 
     Credential headers are always in the sanitize list, so switching header capture on

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import ProxyTracerProvider
 
 from app.exporters import (
     build_tracer_provider,
@@ -135,3 +136,9 @@ async def test_arize_routing_sends_each_request_to_its_space_only(
     assert projects == ["agent-endpoint", "agent-endpoint"]  # AGENT_TRACE_PROJECT by default
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("'space-x' is not in ARIZE_SPACE_ALLOWLIST" in w for w in warnings) == 1
+
+
+def test_with_no_exporter_nothing_is_recorded() -> None:
+    proxy = ProxyTracerProvider()
+    provider, owned = install_tracer_provider(make_settings(), Redactor([KEY]), proxy)
+    assert (provider, owned) == (proxy, False)  # the API's no-op provider stays

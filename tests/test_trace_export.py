@@ -124,3 +124,18 @@ def test_json_logs_carry_the_trace_and_run_ids(tmp_path: Path) -> None:
     assert {"time", "level"} <= set(agent_line)
     access = [record for record in records if record["logger"] == "uvicorn.access"]
     assert access, "uvicorn's access log goes through the same JSON handler"
+
+
+def test_without_an_exporter_the_callers_trace_still_reaches_the_agent(tmp_path: Path) -> None:
+    """Nothing is recorded, but ctx.trace_headers() still continues the caller's trace."""
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    with served(tmp_path / "server.log", AGENT_ENTRYPOINT="tests.agents:traced") as url:
+        response = httpx.post(
+            f"{url}/invoke",
+            json={"input": {"goal": "x"}},
+            headers={**AUTH, "traceparent": f"00-{trace_id}-{caller}-01"},
+            timeout=TIMEOUT,
+        )
+    assert response.status_code == 200
+    assert response.json()["trace_headers"]["traceparent"] == f"00-{trace_id}-{caller}-01"
+    assert "spans are not recorded" in (tmp_path / "server.log").read_text()
