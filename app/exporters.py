@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import weakref
 
-from arize.otel import ArizeRoutingSpanProcessor, Transport
 from openinference.semconv.resource import ResourceAttributes
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -133,6 +132,9 @@ def _is_plain_http(endpoint: str | None) -> bool | None:
 def arize_routing(settings: Settings) -> AllowedSpaces:
     """arize-otel's per-space routing, restricted to ARIZE_SPACE_ALLOWLIST."""
     assert settings.arize_api_key is not None  # noqa: S101 - Settings.check_tracing_configured
+    # Imported here: arize-otel loads gRPC, which only Arize export needs (~20 MiB of memory).
+    from arize.otel import ArizeRoutingSpanProcessor, Transport  # noqa: PLC0415
+
     endpoint = settings.arize_collector_endpoint
     transport = Transport.GRPC
     if settings.arize_transport == "http":

@@ -19,7 +19,6 @@ import logging
 from contextlib import AbstractContextManager
 from typing import Any
 
-from arize.otel import set_routing_context
 from fastapi import FastAPI
 from openinference.semconv.trace import (
     OpenInferenceMimeTypeValues,
@@ -221,6 +220,8 @@ class Tracing:
         if "*" not in self.allowed_spaces and space not in self.allowed_spaces:
             self._warn_unknown(space)
             return None
+        from arize.otel import set_routing_context  # noqa: PLC0415 - loaded with Arize export
+
         routing: AbstractContextManager[object] = set_routing_context(space, project)
         return routing
 
