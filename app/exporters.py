@@ -47,11 +47,23 @@ def build_tracer_provider(
 def add_processors(
     provider: TracerProvider, settings: Settings, redact: Redactor, *extra: SpanProcessor
 ) -> None:
+    """Run ids first; then the exporters, here or in the export process; then `extra`."""
     _EQUIPPED.add(provider)
     provider.add_span_processor(RunAttributes())
-    secret_headers = [settings.api_key_header, *settings.required_headers]
-    for processor in (*exporting_processors(settings), *extra):
-        provider.add_span_processor(Scrubbed(processor, redact, secret_headers))
+    exporting: list[SpanProcessor] = []
+    if settings.export_process and settings.exporters:
+        from app.export_process import ShippedBatches  # noqa: PLC0415
+
+        # Masking and the exporters run in the child, on the spans shipped there.
+        provider.add_span_processor(ShippedBatches(settings, redact.secrets))
+    else:
+        exporting = exporting_processors(settings)
+    for processor in (*exporting, *extra):
+        provider.add_span_processor(Scrubbed(processor, redact, secret_headers(settings)))
+
+
+def secret_headers(settings: Settings) -> list[str]:
+    return [settings.api_key_header, *settings.required_headers]
 
 
 def install_tracer_provider(

@@ -12,10 +12,10 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a key that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text

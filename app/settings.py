@@ -140,6 +140,10 @@ class Settings(BaseSettings):
         default=False,
         description="Also trace every HTTP request with OpenTelemetry's FastAPIInstrumentor.",
     )
+    export_process: bool = Field(
+        default=True,
+        description="Encode and send spans from a child process, off the request path.",
+    )
     arize_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("ARIZE_API_KEY", "arize_api_key"),

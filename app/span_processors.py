@@ -3,7 +3,9 @@
 - `RunAttributes` copies the OpenInference context attributes (the run ids under `metadata`,
   and anything the agent adds with `using_attributes`) onto every span that starts inside the
   request, including spans from a plain OpenTelemetry tracer, which OpenInference's own
-  tracers would not touch.
+  tracers would not touch; and the request's Arize space and project, as the attributes
+  arize-otel's routing processor routes by (it may run in the export process, where the
+  request's context is not).
 - `Scrubbed` wraps an exporting processor and masks secrets before a span leaves: captured
   credential headers, and any configured key found in an attribute or event.
 - `AllowedSpaces` wraps arize-otel's routing processor so only allow-listed spaces ever get an
@@ -25,7 +27,10 @@ from opentelemetry.util.types import Attributes, AttributeValue
 
 from app.redaction import MASK, Redactor
 
-ARIZE_SPACE_ID = "arize.space_id"  # arize-otel's routing attribute
+ARIZE_SPACE_ID = "arize.space_id"  # arize-otel's routing attributes
+ARIZE_PROJECT_NAME = "arize.project.name"
+# The request's Arize destination, set by app/tracing.py once the allow-list said yes.
+ROUTE_KEY = context_api.create_key("agent_endpoint.arize_route")
 HEADER_ATTRIBUTE_PREFIXES = ("http.request.header.", "http.response.header.")
 ALWAYS_SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie")
 
@@ -35,6 +40,9 @@ class RunAttributes(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         ctx = parent_context if parent_context is not None else context_api.get_current()
+        route = ctx.get(ROUTE_KEY)
+        if isinstance(route, tuple) and ARIZE_SPACE_ID not in (span.attributes or {}):
+            span.set_attributes({ARIZE_SPACE_ID: route[0], ARIZE_PROJECT_NAME: route[1]})
         for key in CONTEXT_ATTRIBUTES:
             value = ctx.get(key)  # a Context is a dict: no API call per key on every span
             if value is None:

@@ -7,8 +7,11 @@ The order is what makes spans land in Arize under the experiment run:
    never fail the request. When a span is already active (FastAPIInstrumentor, logfire), that
    span continued the trace already and ours becomes its child.
 2. The run ids go into the OpenInference context attributes (`metadata`), so every span of the
-   request carries them, and, with Arize export, `set_routing_context(space, project)` picks
-   the space, if ARIZE_SPACE_ALLOWLIST allows it.
+   request carries them, and, with Arize export, the space and project, if
+   ARIZE_SPACE_ALLOWLIST allows the space: `RunAttributes` stamps them on every span as the
+   `arize.space_id`/`arize.project.name` attributes arize-otel's routing processor routes by
+   (the span-attribute form of its `set_routing_context`, which also works where the spans are
+   exported from another process).
 3. The AGENT span starts *without* a `context=` argument, so it sees all of the above.
 """
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi import FastAPI
@@ -37,7 +39,7 @@ from app.envelope import ArizeMetadata
 from app.exporters import install_tracer_provider
 from app.redaction import Redactor
 from app.settings import Settings
-from app.span_processors import ALWAYS_SECRET_HEADERS
+from app.span_processors import ALWAYS_SECRET_HEADERS, ROUTE_KEY
 
 log = logging.getLogger("agent_endpoint")
 
@@ -76,21 +78,13 @@ class RequestSpan:
     path's throughput is measured against a server with no tracing at all (bench/).
     """
 
-    __slots__ = ("_routing", "_span_token", "_token", "_tracing", "span")
+    __slots__ = ("_span_token", "_token", "_tracing", "span")
 
-    def __init__(
-        self,
-        tracing: Tracing,
-        span: Span,
-        token: object,
-        span_token: object,
-        routing: AbstractContextManager[object] | None,
-    ) -> None:
+    def __init__(self, tracing: Tracing, span: Span, token: object, span_token: object) -> None:
         self._tracing = tracing
         self.span = span
         self._token = token
         self._span_token = span_token
-        self._routing = routing
 
     def record_output(self, body: bytes, status_code: int = 200) -> None:
         span = self.span
@@ -114,8 +108,6 @@ class RequestSpan:
     def end(self) -> None:
         self.span.end()
         context_api.detach(self._span_token)  # type: ignore[arg-type]
-        if self._routing is not None:
-            self._routing.__exit__(None, None, None)
         context_api.detach(self._token)  # type: ignore[arg-type]
 
 
@@ -180,14 +172,15 @@ class Tracing:
             ctx = current  # nothing to continue (tracestate alone means nothing)
         else:
             ctx = propagate.extract(headers, getter=HEADERS)
+        values: dict[str, object] = {}
         if metadata is not None:
-            ctx = Context(
-                {**ctx, SpanAttributes.METADATA: _run_ids(metadata), RUN_ID_KEY: metadata.run_id}
-            )
+            values[SpanAttributes.METADATA] = _run_ids(metadata)
+            values[RUN_ID_KEY] = metadata.run_id
+        if self.allowed_spaces is not None and (route := self._route(ctx, metadata)):
+            values[ROUTE_KEY] = route
+        if values:
+            ctx = Context({**ctx, **values})
         token = context_api.attach(ctx)
-        routing = self._routing(ctx, metadata)
-        if routing is not None:
-            routing.__enter__()
         attributes: dict[str, Any] = {SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT}
         if self.record_io:
             text = json.dumps(payload, ensure_ascii=False, default=str)
@@ -200,7 +193,7 @@ class Tracing:
             set_status_on_exception=False,
         )
         span_token = context_api.attach(trace.set_span_in_context(span))
-        return RequestSpan(self, span, token, span_token, routing)
+        return RequestSpan(self, span, token, span_token)
 
     def io_attributes(self, value_key: str, mime_key: str, text: str) -> dict[str, Any]:
         mime = JSON
@@ -209,21 +202,15 @@ class Tracing:
             mime = TEXT
         return {value_key: self.redact(text), mime_key: mime}
 
-    def _routing(
-        self, ctx: Context, metadata: ArizeMetadata | None
-    ) -> AbstractContextManager[object] | None:
-        if self.allowed_spaces is None:
-            return None
+    def _route(self, ctx: Context, metadata: ArizeMetadata | None) -> tuple[str, str] | None:
+        """The allowed (space, project) this request's spans go to, or None."""
         space, project = self._destination(ctx, metadata)
-        if space is None:
+        if space is None or self.allowed_spaces is None:
             return None
         if "*" not in self.allowed_spaces and space not in self.allowed_spaces:
             self._warn_unknown(space)
             return None
-        from arize.otel import set_routing_context  # noqa: PLC0415 - loaded with Arize export
-
-        routing: AbstractContextManager[object] = set_routing_context(space, project)
-        return routing
+        return space, project
 
     def _destination(self, ctx: Context, metadata: ArizeMetadata | None) -> tuple[str | None, str]:
         """The space and project: `arize_metadata` first, then Arize's baggage."""

@@ -1,0 +1,257 @@
+"""Span export in a child process, so encoding and sending never compete with requests.
+
+Encoding a span to OTLP protobuf costs the SDK's exporter about 36 µs of pure Python, in a
+thread that holds the GIL while the event loop waits; on a busy endpoint that was half of what
+tracing cost per request (see the README's benchmarks). So the service's batch thread only
+flattens finished spans into plain tuples and pickles them down a pipe to
+`python -m app.export_process`, which rebuilds them and runs the exporting processors chosen
+by the settings there: secret masking, OTLP, console, Arize routing, each batching on its own.
+
+The child starts with the first batch, shuts down (flushing) when the service does, and if it
+dies the service logs it once and drops spans rather than slow requests down.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from app.settings import Settings
+
+log = logging.getLogger("agent_endpoint")
+
+HEADER = struct.Struct("!I")
+FLUSH_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s (export process): %(message)s"
+
+Flat = tuple[Any, ...]
+
+
+def _context(context: SpanContext | None) -> Flat | None:
+    if context is None:
+        return None
+    return (
+        context.trace_id,
+        context.span_id,
+        context.is_remote,
+        int(context.trace_flags),
+        context.trace_state.to_header(),
+    )
+
+
+def _unflatten_context(flat: Flat | None) -> SpanContext | None:
+    if flat is None:
+        return None
+    trace_id, span_id, is_remote, flags, state = flat
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=is_remote,
+        trace_flags=TraceFlags(flags),
+        trace_state=TraceState.from_header([state]) if state else TraceState(),
+    )
+
+
+def flatten(span: ReadableSpan, resources: dict[int, int], table: list[dict[str, Any]]) -> Flat:
+    """A ReadableSpan as plain data; resources go in `table` once per batch."""
+    resource = span.resource
+    index = resources.get(id(resource))
+    if index is None:
+        index = resources[id(resource)] = len(table)
+        table.append(dict(resource.attributes))
+    scope = span.instrumentation_scope
+    return (
+        span.name,
+        _context(span.context),
+        _context(span.parent),
+        span.kind.value,
+        span.start_time,
+        span.end_time,
+        span.status.status_code.value,
+        span.status.description,
+        dict(span.attributes or {}),
+        [(event.name, dict(event.attributes or {}), event.timestamp) for event in span.events],
+        [(_context(link.context), dict(link.attributes or {})) for link in span.links],
+        (scope.name, scope.version, scope.schema_url) if scope else None,
+        index,
+    )
+
+
+def rebuild(flat: Flat, resources: Sequence[Resource]) -> ReadableSpan:
+    (name, context, parent, kind, start, end, status, description, attributes, events, links,
+     scope, resource) = flat  # fmt: skip
+    return ReadableSpan(
+        name=name,
+        context=_unflatten_context(context),
+        parent=_unflatten_context(parent),
+        resource=resources[resource],
+        attributes=attributes,
+        events=[Event(event_name, attrs, timestamp) for event_name, attrs, timestamp in events],
+        links=[Link(_unflatten_context(ctx), attrs) for ctx, attrs in links],  # type: ignore[arg-type]
+        kind=SpanKind(kind),
+        status=Status(StatusCode(status), description),
+        start_time=start,
+        end_time=end,
+        instrumentation_scope=InstrumentationScope(*scope) if scope else None,
+    )
+
+
+def _write(stream: IO[bytes], message: object) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    return pickle.loads(stream.read(size))  # noqa: S301 - our own parent, over our own pipe
+
+
+class ExportProcess(SpanExporter):
+    """The service's side: ships batches to the child, which it starts on first use."""
+
+    def __init__(self, settings: Settings, secrets: Sequence[str]) -> None:
+        self._config = (settings, list(secrets))
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "app.export_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdin is not None  # noqa: S101 - PIPE above
+        _write(child.stdin, self._config)
+        return child
+
+    def _send(self, message: object) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            if self._failed:
+                return None
+            try:
+                if self._child is None:
+                    self._child = self._start()
+                assert self._child.stdin is not None  # noqa: S101 - PIPE in _start
+                _write(self._child.stdin, message)
+            except OSError as exc:
+                self._failed = True
+                log.error(  # noqa: TRY400 - one line, not a traceback per batch
+                    "span export process is gone (%s); spans are dropped from now on", exc
+                )
+                return None
+            return self._child
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        resources: dict[int, int] = {}
+        table: list[dict[str, Any]] = []
+        batch = [flatten(span, resources, table) for span in spans]
+        if self._send(("spans", table, batch)) is None:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._child is None:
+            return True
+        child = self._send(("flush",))
+        if child is None or child.stdout is None:
+            return False
+        done = threading.Event()
+
+        def wait_for_ack() -> None:
+            assert child.stdout is not None  # noqa: S101 - checked above
+            child.stdout.read(1)
+            done.set()
+
+        threading.Thread(target=wait_for_ack, daemon=True).start()
+        return done.wait(min(timeout_millis / 1000, FLUSH_TIMEOUT))
+
+    def shutdown(self) -> None:
+        with self._lock:
+            child, self._child = self._child, None
+            self._failed = True
+        if child is None:
+            return
+        assert child.stdin is not None  # noqa: S101 - PIPE in _start
+        try:
+            child.stdin.close()  # end of input: the child flushes its exporters and exits
+            child.wait(STOP_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            log.warning("span export process did not stop in time; killing it")
+            child.kill()
+            child.wait()
+        finally:
+            if child.stdout is not None:
+                child.stdout.close()
+
+
+class ShippedBatches(BatchSpanProcessor):
+    """The SDK's batching in the service; a flush also flushes the child's exporters."""
+
+    def __init__(self, settings: Settings, secrets: Sequence[str]) -> None:
+        self.shipper = ExportProcess(settings, secrets)
+        super().__init__(self.shipper)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        # The SDK's BatchSpanProcessor does not ask its exporter to flush.
+        timeout = timeout_millis if timeout_millis is not None else 30000
+        return super().force_flush(timeout) and self.shipper.force_flush(timeout)
+
+
+def serve(source: IO[bytes], ack: IO[bytes]) -> None:
+    """The child: rebuild spans and hand them to the exporting processors."""
+    from app.exporters import exporting_processors, secret_headers  # noqa: PLC0415
+    from app.redaction import Redactor  # noqa: PLC0415
+    from app.span_processors import Scrubbed  # noqa: PLC0415
+
+    config = _read(source)
+    if config is None:
+        return
+    settings, secrets = config
+    redact = Redactor(secrets)
+    processors: list[SpanProcessor] = [
+        Scrubbed(processor, redact, secret_headers(settings))
+        for processor in exporting_processors(settings)
+    ]
+    try:
+        while (message := _read(source)) is not None:
+            if message[0] == "spans":
+                _, table, batch = message
+                resources = [Resource(attributes) for attributes in table]
+                for flat in batch:
+                    span = rebuild(flat, resources)
+                    for processor in processors:
+                        processor.on_end(span)
+            elif message[0] == "flush":
+                for processor in processors:
+                    processor.force_flush()
+                ack.write(b"\x01")
+                ack.flush()
+    finally:
+        for processor in processors:
+            processor.shutdown()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(sys.stdin.buffer, sys.stdout.buffer)

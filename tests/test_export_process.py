@@ -1,0 +1,103 @@
+"""Span export from a child process: spans cross the pipe intact and reach a real receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from app.export_process import ExportProcess, flatten, rebuild
+from app.exporters import build_tracer_provider
+from app.redaction import Redactor
+from tests.conftest import KEY, make_settings
+from tests.live import live_server
+from tests.otlp_receiver import OtlpReceiver
+
+REMOTE = SpanContext(
+    0x4BF92F3577B34DA6A3CE929D0E0E4736,
+    0x00F067AA0BA902B7,
+    is_remote=True,
+    trace_flags=TraceFlags(1),
+    trace_state=TraceState([("rojo", "00f067aa0ba902b7")]),
+)
+
+
+def varied_spans() -> tuple[ReadableSpan, ...]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "s", "k": 1}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("scope", "1.2", schema_url="https://example.test/schema")
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(REMOTE))
+    with tracer.start_as_current_span(
+        "root",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"s": "v", "i": 3, "f": 1.5, "b": True, "list": ("a", "b")},
+        links=[Link(REMOTE, {"why": "because"})],
+    ) as root:
+        root.add_event("note", {"n": 1})
+        root.set_status(Status(StatusCode.ERROR, "broke"))
+        with tracer.start_as_current_span("child"):
+            pass
+    return memory.get_finished_spans()
+
+
+def as_json(span: ReadableSpan) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(span.to_json())
+    return loaded
+
+
+def test_a_span_crosses_the_pipe_intact() -> None:
+    spans = varied_spans()
+    resources: dict[int, int] = {}
+    table: list[dict[str, Any]] = []
+    flat = [flatten(span, resources, table) for span in spans]
+    assert len(table) == 1  # the resource once per batch
+    rebuilt = [rebuild(item, [Resource(attributes) for attributes in table]) for item in flat]
+    assert [as_json(span) for span in rebuilt] == [as_json(span) for span in spans]
+    root = next(span for span in rebuilt if span.name == "root")
+    assert root.parent == REMOTE
+    assert root.instrumentation_scope == spans[-1].instrumentation_scope
+
+
+def test_spans_reach_the_collector_through_the_child_process() -> None:
+    receiver = OtlpReceiver()
+    with live_server(receiver.app) as collector:
+        settings = make_settings(otlp_endpoint=collector)
+        provider = build_tracer_provider(settings, Redactor([KEY]))
+        tracer = provider.get_tracer("t")
+        with (
+            tracer.start_as_current_span("parent", attributes={"leak": f"key {KEY}"}),
+            tracer.start_as_current_span("child"),
+        ):
+            pass
+        assert provider.force_flush(10_000)  # the child flushed and said so
+        spans = {span.name: span for span in receiver.spans()}
+        provider.shutdown()
+    assert set(spans) == {"parent", "child"}
+    assert spans["child"].parent_id == spans["parent"].span_id
+    assert spans["parent"].attributes["leak"] == "key [redacted]"  # masked in the child
+    assert spans["parent"].resource["service.name"] == "agent-endpoint"
+
+
+def test_a_dead_child_drops_spans_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = ExportProcess(make_settings(traces_exporter=["console"]), [KEY])
+    spans = varied_spans()
+    assert exporter.export(spans).name == "SUCCESS"
+    assert exporter._child is not None
+    exporter._child.kill()
+    exporter._child.wait()
+    with caplog.at_level(logging.ERROR, logger="agent_endpoint"):
+        results = [exporter.export(spans).name for _ in range(3)]
+    assert "FAILURE" in results
+    assert sum("span export process is gone" in r.getMessage() for r in caplog.records) == 1
+    exporter.shutdown()
