@@ -14,7 +14,10 @@ dies the service logs it once and drops spans rather than slow requests down.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import select
+import signal
 import struct
 import subprocess
 import sys
@@ -34,6 +37,7 @@ from app.settings import Settings
 log = logging.getLogger("agent_endpoint")
 
 HEADER = struct.Struct("!I")
+ACK = b"\x01"
 FLUSH_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s (export process): %(message)s"
@@ -130,15 +134,21 @@ class ExportProcess(SpanExporter):
     def __init__(self, settings: Settings, secrets: Sequence[str]) -> None:
         self._config = (settings, list(secrets))
         self._child: subprocess.Popen[bytes] | None = None
+        self._acks = -1  # read end of the pipe the child acknowledges flushes on
         self._lock = threading.Lock()
         self._failed = False
 
     def _start(self) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "app.export_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        # Its own pipe for acknowledgements: the child's stdout stays the service's (console).
+        self._acks, ack_fd = os.pipe()
+        try:
+            child = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+                [sys.executable, "-m", "app.export_process", str(ack_fd)],
+                stdin=subprocess.PIPE,
+                pass_fds=(ack_fd,),
+            )
+        finally:
+            os.close(ack_fd)
         assert child.stdin is not None  # noqa: S101 - PIPE above
         _write(child.stdin, self._config)
         return child
@@ -171,18 +181,10 @@ class ExportProcess(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         if self._child is None:
             return True
-        child = self._send(("flush",))
-        if child is None or child.stdout is None:
+        if self._send(("flush",)) is None:
             return False
-        done = threading.Event()
-
-        def wait_for_ack() -> None:
-            assert child.stdout is not None  # noqa: S101 - checked above
-            child.stdout.read(1)
-            done.set()
-
-        threading.Thread(target=wait_for_ack, daemon=True).start()
-        return done.wait(min(timeout_millis / 1000, FLUSH_TIMEOUT))
+        ready, _, _ = select.select([self._acks], [], [], min(timeout_millis / 1000, FLUSH_TIMEOUT))
+        return bool(ready) and os.read(self._acks, 1) == ACK
 
     def shutdown(self) -> None:
         with self._lock:
@@ -199,8 +201,7 @@ class ExportProcess(SpanExporter):
             child.kill()
             child.wait()
         finally:
-            if child.stdout is not None:
-                child.stdout.close()
+            os.close(self._acks)
 
 
 class ShippedBatches(BatchSpanProcessor):
@@ -216,7 +217,7 @@ class ShippedBatches(BatchSpanProcessor):
         return super().force_flush(timeout) and self.shipper.force_flush(timeout)
 
 
-def serve(source: IO[bytes], ack: IO[bytes]) -> None:
+def serve(source: IO[bytes], ack_fd: int) -> None:
     """The child: rebuild spans and hand them to the exporting processors."""
     from app.exporters import exporting_processors, secret_headers  # noqa: PLC0415
     from app.redaction import Redactor  # noqa: PLC0415
@@ -243,15 +244,16 @@ def serve(source: IO[bytes], ack: IO[bytes]) -> None:
             elif message[0] == "flush":
                 for processor in processors:
                     processor.force_flush()
-                ack.write(b"\x01")
-                ack.flush()
+                os.write(ack_fd, ACK)
     finally:
         for processor in processors:
             processor.shutdown()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # Ctrl-C reaches the whole process group: the child stops when the service closes its
+    # input (or dies), after flushing, never halfway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    serve(sys.stdin.buffer, int(sys.argv[1]))

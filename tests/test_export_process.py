@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from app.export_process import ExportProcess, flatten, rebuild
+from app.export_process import ExportProcess, ShippedBatches, flatten, rebuild
 from app.exporters import build_tracer_provider
 from app.redaction import Redactor
 from tests.conftest import KEY, make_settings
@@ -101,3 +101,16 @@ def test_a_dead_child_drops_spans_and_says_so_once(caplog: pytest.LogCaptureFixt
     assert "FAILURE" in results
     assert sum("span export process is gone" in r.getMessage() for r in caplog.records) == 1
     exporter.shutdown()
+
+
+def test_the_console_exporter_prints_to_the_services_stdout(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    processor = ShippedBatches(make_settings(traces_exporter=["console"]), [KEY])
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    with provider.get_tracer("t").start_as_current_span("printed-span"):
+        pass
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    assert '"name": "printed-span"' in capfd.readouterr().out
