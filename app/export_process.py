@@ -39,7 +39,7 @@ log = logging.getLogger("agent_endpoint")
 HEADER = struct.Struct("!I")
 ACK = b"\x01"
 FLUSH_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0  # shutdown waits this long for the child to flush, then kills it
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s (export process): %(message)s"
 
 Flat = tuple[Any, ...]
@@ -196,8 +196,8 @@ class ExportProcess(SpanExporter):
         try:
             child.stdin.close()  # end of input: the child flushes its exporters and exits
             child.wait(STOP_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired):
-            log.warning("span export process did not stop in time; killing it")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("span export process did not stop cleanly (%s); killing it", exc)
             child.kill()
             child.wait()
         finally:
