@@ -14,7 +14,7 @@ import weakref
 from openinference.semconv.resource import ResourceAttributes
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from app.redaction import Redactor
@@ -27,6 +27,10 @@ OTLP_HTTP_PATH = "/v1/traces"
 SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"
 # Providers that already carry our processors: never add them twice.
 _EQUIPPED: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+# Providers built here, with the processor list they run (the request span's fast path).
+_PROCESSORS: weakref.WeakKeyDictionary[TracerProvider, SynchronousMultiSpanProcessor] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def build_tracer_provider(
@@ -39,9 +43,16 @@ def build_tracer_provider(
             ResourceAttributes.PROJECT_NAME: settings.trace_project,
         }
     )
-    provider = TracerProvider(resource=resource)
+    processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    provider = TracerProvider(resource=resource, active_span_processor=processors)
+    _PROCESSORS[provider] = processors
     add_processors(provider, settings, redact, *extra)
     return provider
+
+
+def processors_of(provider: object) -> SynchronousMultiSpanProcessor | None:
+    """The span processors of a provider this module built (None for any other provider)."""
+    return _PROCESSORS.get(provider) if isinstance(provider, TracerProvider) else None
 
 
 def add_processors(

@@ -36,7 +36,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.datastructures import Headers
 
 from app.envelope import ArizeMetadata
-from app.exporters import install_tracer_provider
+from app.exporters import install_tracer_provider, processors_of
+from app.light_span import LightSpans
 from app.redaction import Redactor
 from app.settings import Settings
 from app.span_processors import ALWAYS_SECRET_HEADERS, ROUTE_KEY
@@ -52,6 +53,7 @@ AGENT = OpenInferenceSpanKindValues.AGENT.value
 INPUT_VALUE, INPUT_MIME_TYPE = SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE
 OUTPUT_VALUE, OUTPUT_MIME_TYPE = SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE
 STATUS_CODE = "http.response.status_code"
+SCOPE = "agent-endpoint"
 MAX_WARNED_SPACES = 1000
 
 
@@ -126,7 +128,13 @@ class Tracing:
     ) -> None:
         self.provider = provider
         self.owns_provider = owns_provider
-        self.tracer = provider.get_tracer("agent-endpoint")
+        self.tracer = provider.get_tracer(SCOPE)
+        processors = processors_of(provider)
+        self._light = (
+            LightSpans(provider, processors, SCOPE)
+            if processors is not None and isinstance(provider, TracerProvider)
+            else None
+        )
         self.redact = redact
         self.record_io = settings.trace_io
         self.max_chars = settings.trace_io_max_chars
@@ -185,13 +193,17 @@ class Tracing:
         if self.record_io:
             text = json.dumps(payload, ensure_ascii=False, default=str)
             attributes.update(self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
-        span = self.tracer.start_span(
-            self.span_name,
-            kind=SpanKind.INTERNAL if outer else SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        kind = SpanKind.INTERNAL if outer else SpanKind.SERVER
+        if self._light is not None:  # a provider built here: the light request span
+            span = self._light.start(self.span_name, kind, attributes, ctx)
+        else:
+            span = self.tracer.start_span(
+                self.span_name,
+                kind=kind,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
         span_token = context_api.attach(trace.set_span_in_context(span))
         return RequestSpan(self, span, token, span_token)
 

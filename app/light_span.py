@@ -1,0 +1,194 @@
+"""The request's AGENT span, without the SDK span's per-span lock and bounded collections.
+
+Every request makes this one span, and on a millisecond endpoint the SDK's `Span` (a lock,
+attribute validation on every write, bounded lists) was a large part of what tracing cost per
+request (README, "Benchmarks"). One task writes the request span, so this one keeps plain
+dicts and lists; limits and attribute cleaning are applied once, when it ends and becomes the
+SDK's `ReadableSpan` for the provider's processors, as an SDK span would.
+
+It is used only with providers this service built (`app.exporters`), whose processors are
+known to read spans through the public attributes alone. Spans the agent starts are ordinary
+SDK spans, children of this one.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from time import time_ns
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import Attributes, AttributeValue
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+class LightSpan(trace.Span):
+    __slots__ = (
+        "_context",
+        "_end",
+        "_events",
+        "_kind",
+        "_links",
+        "_name",
+        "_parent",
+        "_start",
+        "_starter",
+        "_status",
+        "attributes",
+    )
+
+    def __init__(  # noqa: PLR0917 - built in one place, LightSpans.start
+        self,
+        starter: LightSpans,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+    ) -> None:
+        self._starter = starter
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = kind
+        self.attributes = attributes
+        self._events: list[Event] = []
+        self._links: list[Link] = []
+        self._status = Status(StatusCode.UNSET)
+        self._start = time_ns()
+        self._end: int | None = None
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self._end is None
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        if self._end is None:
+            self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        if self._end is None:
+            self.attributes.update(attributes)
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        if self._end is None:
+            self._events.append(Event(name, attributes, timestamp or time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
+        if self._end is None and context.is_valid:
+            self._links.append(Link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        if self._end is None:
+            self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._end is not None or self._status.status_code is StatusCode.OK:
+            return  # an OK status is final, as in the SDK
+        self._status = status if isinstance(status, Status) else Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        kind = type(exception)
+        module, name = kind.__module__, kind.__qualname__
+        event: dict[str, AttributeValue] = {
+            "exception.type": f"{module}.{name}" if module and module != "builtins" else name,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event.update(attributes)
+        self.add_event("exception", event, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end is not None:
+            return
+        self._end = end_time or time_ns()
+        self._starter.ended(self._readable())
+
+    def _readable(self) -> ReadableSpan:
+        limits = self._starter.limits
+        events = [
+            Event(
+                event.name,
+                BoundedAttributes(
+                    limits.max_event_attributes,
+                    event.attributes,
+                    max_value_len=limits.max_attribute_length,
+                ),
+                event.timestamp,
+            )
+            for event in self._events[: limits.max_events]
+        ]
+        return ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._starter.provider.resource,
+            attributes=BoundedAttributes(
+                limits.max_span_attributes,
+                self.attributes,
+                max_value_len=limits.max_span_attribute_length,
+            ),
+            events=events,
+            links=self._links[: limits.max_links],
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start,
+            end_time=self._end,
+            instrumentation_scope=self._starter.scope,
+        )
+
+
+class LightSpans:
+    """Starts light spans on an SDK provider: its sampler, id generator and processors."""
+
+    def __init__(self, provider: TracerProvider, processor: SpanProcessor, scope_name: str) -> None:
+        self.provider = provider
+        self._processor = processor
+        self.scope = InstrumentationScope(scope_name)
+        self.limits = SpanLimits()
+
+    def start(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any], ctx: Context
+    ) -> trace.Span:
+        """Like `Tracer.start_span` without `context=`: the parent is the span in `ctx`."""
+        parent = trace.get_current_span(ctx).get_span_context()
+        ids = self.provider.id_generator
+        trace_id = parent.trace_id if parent.is_valid else ids.generate_trace_id()
+        sampled = self.provider.sampler.should_sample(ctx, trace_id, name, kind, attributes)
+        context = SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=SAMPLED if sampled.decision.is_sampled() else NOT_SAMPLED,  # type: ignore[no-untyped-call]
+            trace_state=sampled.trace_state,
+        )
+        if not sampled.decision.is_recording():  # type: ignore[no-untyped-call]
+            return trace.NonRecordingSpan(context)
+        if sampled.attributes:
+            attributes = {**attributes, **sampled.attributes}
+        span = LightSpan(self, name, context, parent if parent.is_valid else None, kind, attributes)
+        self._processor.on_start(span, parent_context=ctx)  # type: ignore[arg-type]
+        return span
+
+    def ended(self, span: ReadableSpan) -> None:
+        self._processor.on_end(span)
