@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from app.auth import Authenticator
 from app.body import BodyLimit
@@ -136,17 +137,23 @@ def create_app(
 
     body_limit = BodyLimit(settings.max_body_bytes)
     authenticate = Authenticator(settings)
+    invoke = invoke_handler(
+        settings,
+        body_limit=body_limit,
+        authenticate=authenticate,
+        runner=runner,
+        input_schema=schema,
+        redact=redact,
+        tracing=tracing,
+    )
+    # The invoke route is served by a plain Starlette route: FastAPI's request handling
+    # (dependency solving, response validation) would run on every request for a handler
+    # that takes the raw request and returns a finished response. The FastAPI route below
+    # comes after it, so it only documents the operation in OpenAPI.
+    app.router.routes.append(Route(settings.invoke_path, invoke, methods=["POST"]))
     app.add_api_route(
         settings.invoke_path,
-        invoke_handler(
-            settings,
-            body_limit=body_limit,
-            authenticate=authenticate,
-            runner=runner,
-            input_schema=schema,
-            redact=redact,
-            tracing=tracing,
-        ),
+        invoke,
         methods=["POST"],
         summary="Run the agent on one dataset row",
         description=(
