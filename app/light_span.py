@@ -73,10 +73,22 @@ class LightSpan(trace.Span):
         return self._end is None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        if self._end is None:
-            self.attributes[key] = value
+        self.set_attributes({key: value})
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Values are checked as the SDK checks them (invalid ones are dropped, with a log)."""
+        if self._end is None:
+            limits = self._starter.limits
+            self.attributes.update(
+                BoundedAttributes(
+                    limits.max_span_attributes,
+                    attributes,
+                    max_value_len=limits.max_span_attribute_length,
+                )
+            )
+
+    def record(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """For this service's own attributes, known to be valid: no check on the request path."""
         if self._end is None:
             self.attributes.update(attributes)
 
@@ -124,6 +136,11 @@ class LightSpan(trace.Span):
         self._end = end_time or time_ns()
         self._starter.ended(self._readable())
 
+    def _bounded(self, limit: int | None) -> dict[str, Any]:
+        if limit is None or len(self.attributes) <= limit:
+            return self.attributes
+        return dict(list(self.attributes.items())[:limit])
+
     def _readable(self) -> ReadableSpan:
         limits = self._starter.limits
         events = [
@@ -143,11 +160,9 @@ class LightSpan(trace.Span):
             context=self._context,
             parent=self._parent,
             resource=self._starter.provider.resource,
-            attributes=BoundedAttributes(
-                limits.max_span_attributes,
-                self.attributes,
-                max_value_len=limits.max_span_attribute_length,
-            ),
+            # Checked on the way in (set_attributes) or ours (record, and the start attributes,
+            # which app/tracing.py builds); only the count limit is left to apply.
+            attributes=self._bounded(limits.max_span_attributes),
             events=events,
             links=self._links[: limits.max_links],
             kind=self._kind,

@@ -37,7 +37,7 @@ from starlette.datastructures import Headers
 
 from app.envelope import ArizeMetadata
 from app.exporters import install_tracer_provider, processors_of
-from app.light_span import LightSpans
+from app.light_span import LightSpan, LightSpans
 from app.redaction import Redactor
 from app.settings import Settings
 from app.span_processors import ALWAYS_SECRET_HEADERS, ROUTE_KEY
@@ -54,6 +54,8 @@ INPUT_VALUE, INPUT_MIME_TYPE = SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_
 OUTPUT_VALUE, OUTPUT_MIME_TYPE = SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE
 STATUS_CODE = "http.response.status_code"
 SCOPE = "agent-endpoint"
+# Built once: json.dumps() with options builds a new encoder on every call.
+INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 MAX_WARNED_SPACES = 1000
 
 
@@ -92,13 +94,14 @@ class RequestSpan:
         span = self.span
         if not span.is_recording():
             return
+        attributes: dict[str, Any] = {STATUS_CODE: status_code}
         if self._tracing.record_io:
             text = body.decode("utf-8", errors="replace")
-            attributes = self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text)
-            attributes[STATUS_CODE] = status_code
-            span.set_attributes(attributes)
+            attributes.update(self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text))
+        if isinstance(span, LightSpan):
+            span.record(attributes)  # our own, valid attributes: no per-value check
         else:
-            span.set_attribute(STATUS_CODE, status_code)
+            span.set_attributes(attributes)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
         """Mark the span failed; messages are redacted, the span processors mask the rest."""
@@ -191,7 +194,7 @@ class Tracing:
         token = context_api.attach(ctx)
         attributes: dict[str, Any] = {SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT}
         if self.record_io:
-            text = json.dumps(payload, ensure_ascii=False, default=str)
+            text = INPUT_ENCODER.encode(payload)
             attributes.update(self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
         kind = SpanKind.INTERNAL if outer else SpanKind.SERVER
         if self._light is not None:  # a provider built here: the light request span
