@@ -48,12 +48,13 @@ Flat = tuple[Any, ...]
 def _context(context: SpanContext | None) -> Flat | None:
     if context is None:
         return None
+    state = context.trace_state
     return (
         context.trace_id,
         context.span_id,
         context.is_remote,
         int(context.trace_flags),
-        context.trace_state.to_header(),
+        state.to_header() if state else "",
     )
 
 
@@ -78,6 +79,8 @@ def flatten(span: ReadableSpan, resources: dict[int, int], table: list[dict[str,
         index = resources[id(resource)] = len(table)
         table.append(dict(resource.attributes))
     scope = span.instrumentation_scope
+    status = span.status
+    events, links = span.events, span.links  # each a fresh tuple: read once
     return (
         span.name,
         _context(span.context),
@@ -85,11 +88,11 @@ def flatten(span: ReadableSpan, resources: dict[int, int], table: list[dict[str,
         span.kind.value,
         span.start_time,
         span.end_time,
-        span.status.status_code.value,
-        span.status.description,
+        status.status_code.value,
+        status.description,
         dict(span.attributes or {}),
-        [(event.name, dict(event.attributes or {}), event.timestamp) for event in span.events],
-        [(_context(link.context), dict(link.attributes or {})) for link in span.links],
+        [(e.name, dict(e.attributes or {}), e.timestamp) for e in events] if events else [],
+        [(_context(k.context), dict(k.attributes or {})) for k in links] if links else [],
         (scope.name, scope.version, scope.schema_url) if scope else None,
         index,
     )

@@ -25,6 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import Attributes, AttributeValue
 
+from app.light_span import LightSpan
 from app.redaction import MASK, Redactor
 
 ARIZE_SPACE_ID = "arize.space_id"  # arize-otel's routing attributes
@@ -40,18 +41,26 @@ class RunAttributes(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         ctx = parent_context if parent_context is not None else context_api.get_current()
+        existing = span.attributes or {}
+        stamped: dict[str, Any] = {}
         route = ctx.get(ROUTE_KEY)
-        if isinstance(route, tuple) and ARIZE_SPACE_ID not in (span.attributes or {}):
-            span.set_attributes({ARIZE_SPACE_ID: route[0], ARIZE_PROJECT_NAME: route[1]})
+        if isinstance(route, tuple) and ARIZE_SPACE_ID not in existing:
+            stamped[ARIZE_SPACE_ID], stamped[ARIZE_PROJECT_NAME] = route
         for key in CONTEXT_ATTRIBUTES:
             value = ctx.get(key)  # a Context is a dict: no API call per key on every span
             if value is None:
                 continue
-            existing = span.attributes.get(key) if span.attributes else None
-            if existing is None:
-                span.set_attribute(key, value)  # type: ignore[arg-type]
+            theirs = existing.get(key)
+            if theirs is None:
+                stamped[key] = value
             elif key == SpanAttributes.METADATA:
-                span.set_attribute(key, _merge_metadata(value, existing))
+                stamped[key] = _merge_metadata(value, theirs)
+        if not stamped:
+            return
+        if isinstance(span, LightSpan):
+            span.record(stamped)  # strings and lists OpenInference put in the context
+        else:
+            span.set_attributes(stamped)
 
 
 def _merge_metadata(ours: object, theirs: AttributeValue) -> str:
