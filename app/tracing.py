@@ -98,10 +98,7 @@ class RequestSpan:
         if self._tracing.record_io:
             text = body.decode("utf-8", errors="replace")
             attributes.update(self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text))
-        if isinstance(span, LightSpan):
-            span.record(attributes)  # our own, valid attributes: no per-value check
-        else:
-            span.set_attributes(attributes)
+        _record(span, attributes)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
         """Mark the span failed; messages are redacted, the span processors mask the rest."""
@@ -193,9 +190,6 @@ class Tracing:
             ctx = Context({**ctx, **values})
         token = context_api.attach(ctx)
         attributes: dict[str, Any] = {SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT}
-        if self.record_io:
-            text = INPUT_ENCODER.encode(payload)
-            attributes.update(self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
         kind = SpanKind.INTERNAL if outer else SpanKind.SERVER
         if self._light is not None:  # a provider built here: the light request span
             span = self._light.start(self.span_name, kind, attributes, ctx)
@@ -207,6 +201,9 @@ class Tracing:
                 record_exception=False,
                 set_status_on_exception=False,
             )
+        if self.record_io and span.is_recording():  # no encoding when nothing is recorded
+            text = INPUT_ENCODER.encode(payload)
+            _record(span, self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
         span_token = context_api.attach(trace.set_span_in_context(span))
         return RequestSpan(self, span, token, span_token)
 
@@ -260,6 +257,13 @@ def _run_ids(metadata: ArizeMetadata) -> str:
     if metadata.project_name:
         ids["project_name"] = metadata.project_name
     return json.dumps(ids)
+
+
+def _record(span: Span, attributes: dict[str, Any]) -> None:
+    if isinstance(span, LightSpan):
+        span.record(attributes)  # our own, valid attributes: no per-value check
+    else:
+        span.set_attributes(attributes)
 
 
 def _text(value: object) -> str | None:
