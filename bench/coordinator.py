@@ -69,15 +69,13 @@ from bench.agents import answer
 from bench.invoke import machine_facts, our_server, raise_open_files_limit
 from bench.measured import Measured, MeasuredError, run_measured
 from bench.payload import new_api_key, request_headers
-from bench.report import at_least_2, positive, write_results
-from bench.server import ROOT, RunningServer, Server, ServerError, child_env, free_ports, serving
+from bench.report import at_least_2, conclude, positive
+from bench.server import RunningServer, Server, ServerError, child_env, free_ports, serving
 from coordinator.runner import traceparent
 from coordinator.template import hydrate
 
 COORDINATOR = Path(sys.executable).parent / "agent-endpoint"
-EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 RATE_TARGET = 0.5  # coordinator rows/s over wrk requests/s, at least
 FLAT_RATIO = 1.2  # peak RSS of the large dry run over the small one's, at most
@@ -520,20 +518,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "machine": machine_facts(wrk_path),
     }
-    try:
-        ok = run(args, wrk_path, document)
-    except (ServerError, wrk.WrkError, MeasuredError) as exc:
-        print(f"\nbench: {exc}", file=sys.stderr)
-        ok = False
-        document["error"] = str(exc)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; servers and the coordinator stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    document["all_requests_ok"] = ok
-    print(f"\nresults: {write_results(document, started, 'coordinator').relative_to(ROOT)}")
-    if not ok:
-        print("bench: some rows or requests FAILED (see above)", file=sys.stderr)
-    return 0 if ok else EXIT_FAILED
+    return conclude(
+        lambda: run(args, wrk_path, document),
+        document,
+        started,
+        "coordinator",
+        errors=(ServerError, wrk.WrkError, MeasuredError),
+        stopped="servers and the coordinator",
+    )
 
 
 if __name__ == "__main__":

@@ -72,13 +72,11 @@ from typing import Any
 from bench import concurrency, throughput, tracing, wrk
 from bench.concurrency import Burst
 from bench.payload import BODY, EXPECTED, new_api_key, request_headers
-from bench.report import at_least_2, positive, write_results
+from bench.report import at_least_2, conclude, positive
 from bench.server import ROOT, Server, ServerError, uvicorn_command
 from bench.tracing import NO_EXPORT_ENV, Sink, otlp_env
 
-EXIT_FAILED = 1
 EXIT_NO_WRK = 2
-EXIT_INTERRUPTED = 130
 BUSY_LOAD_PER_CPU = 0.5
 
 
@@ -264,20 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {**vars(args), "warmup_seconds": throughput.WARMUP_SECONDS},
         "machine": machine_facts(wrk_path),
     }
-    try:
-        ok = run(args, wrk_path, document)
-    except (ServerError, wrk.WrkError) as exc:
-        print(f"\nbench: {exc}", file=sys.stderr)
-        ok = False
-        document["error"] = str(exc)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; servers stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    document["all_requests_ok"] = ok
-    print(f"\nresults: {write_results(document, started, 'invoke').relative_to(ROOT)}")
-    if not ok:
-        print("bench: some requests FAILED (see above)", file=sys.stderr)
-    return 0 if ok else EXIT_FAILED
+    return conclude(
+        lambda: run(args, wrk_path, document),
+        document,
+        started,
+        "invoke",
+        errors=(ServerError, wrk.WrkError),
+        stopped="servers",
+    )
 
 
 if __name__ == "__main__":
