@@ -222,7 +222,11 @@ class ShippedBatches(BatchSpanProcessor):
 
 def serve(source: IO[bytes], ack_fd: int) -> None:
     """The child: rebuild spans and hand them to the exporting processors."""
-    from app.exporters import exporting_processors, secret_headers  # noqa: PLC0415
+    from app.exporters import (  # noqa: PLC0415
+        SDK_BATCH_LOGGER,
+        exporting_processors,
+        secret_headers,
+    )
     from app.redaction import Redactor  # noqa: PLC0415
     from app.span_processors import Scrubbed  # noqa: PLC0415
 
@@ -230,6 +234,7 @@ def serve(source: IO[bytes], ack_fd: int) -> None:
     if config is None:
         return
     settings, secrets = config
+    logging.getLogger(SDK_BATCH_LOGGER).setLevel(logging.ERROR)  # as in the service
     redact = Redactor(secrets)
     processors: list[SpanProcessor] = [
         Scrubbed(processor, redact, secret_headers(settings))

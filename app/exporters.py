@@ -60,6 +60,10 @@ def add_processors(
 ) -> None:
     """Run ids first; then the exporters, here or in the export process; then `extra`."""
     _EQUIPPED.add(provider)
+    # A full batch queue (a collector down, or the export process behind) makes the SDK log a
+    # warning for every span it drops, which costs every request a log record. The exporters'
+    # own warnings ("Transient error ... retrying") already say what is wrong.
+    logging.getLogger(SDK_BATCH_LOGGER).setLevel(logging.ERROR)
     provider.add_span_processor(RunAttributes())
     exporting: list[SpanProcessor] = []
     if settings.export_process and settings.exporters:
@@ -113,10 +117,6 @@ def exporting_processors(settings: Settings) -> list[SpanProcessor]:
         processors.append(arize_routing(settings))
     if chosen:
         log.info("exporting spans to: %s", ", ".join(sorted(chosen)))
-        # With the collector down, the SDK's batch queue fills and it logs a warning for every
-        # span it drops, which costs every request a log record. The exporter's own warnings
-        # ("Transient error ... retrying") already say the collector is unreachable.
-        logging.getLogger(SDK_BATCH_LOGGER).setLevel(logging.ERROR)
     return processors
 
 
