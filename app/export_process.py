@@ -22,16 +22,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-from opentelemetry.trace.span import TraceState
 
+from app.flat_span import RESOURCE, Flat, flatten, rebuild
 from app.settings import Settings
 
 log = logging.getLogger("agent_endpoint")
@@ -42,79 +40,21 @@ FLUSH_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0  # shutdown waits this long for the child to flush, then kills it
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s (export process): %(message)s"
 
-Flat = tuple[Any, ...]
 
-
-def _context(context: SpanContext | None) -> Flat | None:
-    if context is None:
-        return None
-    state = context.trace_state
-    return (
-        context.trace_id,
-        context.span_id,
-        context.is_remote,
-        int(context.trace_flags),
-        state.to_header() if state else "",
-    )
-
-
-def _unflatten_context(flat: Flat | None) -> SpanContext | None:
-    if flat is None:
-        return None
-    trace_id, span_id, is_remote, flags, state = flat
-    return SpanContext(
-        trace_id,
-        span_id,
-        is_remote=is_remote,
-        trace_flags=TraceFlags(flags),
-        trace_state=TraceState.from_header([state]) if state else TraceState(),
-    )
-
-
-def flatten(span: ReadableSpan, resources: dict[int, int], table: list[dict[str, Any]]) -> Flat:
-    """A ReadableSpan as plain data; resources go in `table` once per batch."""
-    resource = span.resource
-    index = resources.get(id(resource))
-    if index is None:
-        index = resources[id(resource)] = len(table)
-        table.append(dict(resource.attributes))
-    scope = span.instrumentation_scope
-    status = span.status
-    events, links = span.events, span.links  # each a fresh tuple: read once
-    return (
-        span.name,
-        _context(span.context),
-        _context(span.parent),
-        span.kind.value,
-        span.start_time,
-        span.end_time,
-        status.status_code.value,
-        status.description,
-        dict(span.attributes or {}),
-        [(e.name, dict(e.attributes or {}), e.timestamp) for e in events] if events else [],
-        [(_context(k.context), dict(k.attributes or {})) for k in links] if links else [],
-        (scope.name, scope.version, scope.schema_url) if scope else None,
-        index,
-    )
-
-
-def rebuild(flat: Flat, resources: Sequence[Resource]) -> ReadableSpan:
-    (name, context, parent, kind, start, end, status, description, attributes, events, links,
-     scope, resource) = flat  # fmt: skip
-    return ReadableSpan(
-        name=name,
-        context=_unflatten_context(context),
-        parent=_unflatten_context(parent),
-        resource=resources[resource],
-        attributes=attributes,
-        events=[Event(event_name, attrs, timestamp) for event_name, attrs, timestamp in events],
-        links=[Link(_unflatten_context(ctx), attrs) for ctx, attrs in links],  # type: ignore[arg-type]
-        kind=SpanKind(kind),
-        status=Status(StatusCode(status), description),
-        start_time=start,
-        end_time=end,
-        instrumentation_scope=InstrumentationScope(*scope) if scope else None,
-    )
+def packed(spans: Sequence[ReadableSpan | Flat]) -> tuple[list[dict[str, Any]], list[Flat]]:
+    """A batch as flat spans, each resource's attributes once in a table the spans index."""
+    resources: dict[int, int] = {}
+    table: list[dict[str, Any]] = []
+    batch = []
+    for span in spans:
+        flat = span if isinstance(span, tuple) else flatten(span)
+        resource: Resource = flat[RESOURCE]
+        index = resources.get(id(resource))
+        if index is None:
+            index = resources[id(resource)] = len(table)
+            table.append(dict(resource.attributes))
+        batch.append((*flat[:RESOURCE], index))
+    return table, batch
 
 
 def _write(stream: IO[bytes], message: object) -> None:
@@ -173,11 +113,9 @@ class ExportProcess(SpanExporter):
                 return None
             return self._child
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        resources: dict[int, int] = {}
-        table: list[dict[str, Any]] = []
-        batch = [flatten(span, resources, table) for span in spans]
-        if self._send(("spans", table, batch)) is None:
+    def export(self, spans: Sequence[ReadableSpan | Flat]) -> SpanExportResult:
+        """Ship a batch: SDK spans and the request spans' flat tuples (`ShippedBatches.ship`)."""
+        if self._send(("spans", *packed(spans))) is None:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
@@ -208,11 +146,19 @@ class ExportProcess(SpanExporter):
 
 
 class ShippedBatches(BatchSpanProcessor):
-    """The SDK's batching in the service; a flush also flushes the child's exporters."""
+    """The SDK's batching in the service; a flush also flushes the child's exporters.
+
+    `ship` queues a span that is already flat (the request span, `app.light_span`) in the same
+    batches, skipping the ReadableSpan and its flattening. It is None if this SDK version's
+    batch processor does not have the queue it uses, and then the request span goes the usual
+    way, through `on_end`.
+    """
 
     def __init__(self, settings: Settings, secrets: Sequence[str]) -> None:
         self.shipper = ExportProcess(settings, secrets)
         super().__init__(self.shipper)
+        queue = getattr(self, "_batch_processor", None)  # the SDK's own batching queue
+        self.ship: Callable[[Flat], None] | None = getattr(queue, "emit", None)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         # The SDK's BatchSpanProcessor does not ask its exporter to flush.
@@ -234,6 +180,8 @@ def serve(source: IO[bytes], ack_fd: int) -> None:
     if config is None:
         return
     settings, secrets = config
+    if settings.export_nice:
+        os.nice(settings.export_nice)  # export is background work: requests come first
     logging.getLogger(SDK_BATCH_LOGGER).setLevel(logging.ERROR)  # as in the service
     redact = Redactor(secrets)
     processors: list[SpanProcessor] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 
 from openinference.semconv.resource import ResourceAttributes
 from opentelemetry import trace
@@ -17,6 +18,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+from app.export_process import ShippedBatches
+from app.flat_span import Flat
 from app.redaction import Redactor
 from app.settings import Settings
 from app.span_processors import AllowedSpaces, RunAttributes, Scrubbed
@@ -27,8 +30,32 @@ OTLP_HTTP_PATH = "/v1/traces"
 SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"
 # Providers that already carry our processors: never add them twice.
 _EQUIPPED: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+class ProviderProcessors(SynchronousMultiSpanProcessor):
+    """The processors of a provider built here, and the request span's shortcut through them.
+
+    `shipper` is set while the processors are just the run-id stamping and the export
+    process's batching (the default set-up): the request span can then hand its flat tuple
+    straight to the batch (`ShippedBatches.ship`), since `RunAttributes` does nothing at a
+    span's end. Any other processor added (a test's in-memory exporter, `extra`) clears it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.members: tuple[SpanProcessor, ...] = ()
+        self.shipper: Callable[[Flat], None] | None = None
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self.members += (span_processor,)
+        others = [m for m in self.members if not isinstance(m, RunAttributes)]
+        only = others[0] if len(others) == 1 else None
+        self.shipper = only.ship if isinstance(only, ShippedBatches) else None
+
+
 # Providers built here, with the processor list they run (the request span's fast path).
-_PROCESSORS: weakref.WeakKeyDictionary[TracerProvider, SynchronousMultiSpanProcessor] = (
+_PROCESSORS: weakref.WeakKeyDictionary[TracerProvider, ProviderProcessors] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -43,14 +70,14 @@ def build_tracer_provider(
             ResourceAttributes.PROJECT_NAME: settings.trace_project,
         }
     )
-    processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+    processors = ProviderProcessors()
     provider = TracerProvider(resource=resource, active_span_processor=processors)
     _PROCESSORS[provider] = processors
     add_processors(provider, settings, redact, *extra)
     return provider
 
 
-def processors_of(provider: object) -> SynchronousMultiSpanProcessor | None:
+def processors_of(provider: object) -> ProviderProcessors | None:
     """The span processors of a provider this module built (None for any other provider)."""
     return _PROCESSORS.get(provider) if isinstance(provider, TracerProvider) else None
 
@@ -67,8 +94,6 @@ def add_processors(
     provider.add_span_processor(RunAttributes())
     exporting: list[SpanProcessor] = []
     if settings.export_process and settings.exporters:
-        from app.export_process import ShippedBatches  # noqa: PLC0415
-
         # Masking and the exporters run in the child, on the spans shipped there.
         provider.add_span_processor(ShippedBatches(settings, redact.secrets))
     else:

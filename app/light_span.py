@@ -4,7 +4,10 @@ Every request makes this one span, and on a millisecond endpoint the SDK's `Span
 attribute validation on every write, bounded lists) was a large part of what tracing cost per
 request (README, "Benchmarks"). One task writes the request span, so this one keeps plain
 dicts and lists; limits and attribute cleaning are applied once, when it ends and becomes the
-SDK's `ReadableSpan` for the provider's processors, as an SDK span would.
+SDK's `ReadableSpan` for the provider's processors, as an SDK span would. In the default
+set-up (run-id stamping and the export process, nothing else) it skips even that: it hands
+its fields to the export batch as the flat tuple the export process takes
+(`app.flat_span`, `ShippedBatches.ship`).
 
 It is used only with providers this service built (`app.exporters`), whose processors are
 known to read spans through the public attributes alone. Spans the agent starts are ordinary
@@ -14,17 +17,19 @@ SDK spans, children of this one.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import time_ns
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes, AttributeValue
+
+from app.flat_span import Flat, context_tuple, scope_tuple
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -134,16 +139,18 @@ class LightSpan(trace.Span):
         if self._end is not None:
             return
         self._end = end_time or time_ns()
-        self._starter.ended(self._readable())
+        self._starter.ended(self)
 
     def _bounded(self, limit: int | None) -> dict[str, Any]:
         if limit is None or len(self.attributes) <= limit:
             return self.attributes
         return dict(list(self.attributes.items())[:limit])
 
-    def _readable(self) -> ReadableSpan:
+    def _bounded_events(self) -> list[Event]:
+        if not self._events:
+            return []
         limits = self._starter.limits
-        events = [
+        return [
             Event(
                 event.name,
                 BoundedAttributes(
@@ -155,6 +162,31 @@ class LightSpan(trace.Span):
             )
             for event in self._events[: limits.max_events]
         ]
+
+    def flat(self) -> Flat:
+        """This ended span as `app.flat_span` lays it out, the limits applied as in `readable`."""
+        limits = self._starter.limits
+        status = self._status
+        links = self._links[: limits.max_links]
+        return (
+            self._name,
+            context_tuple(self._context),
+            context_tuple(self._parent),
+            self._kind.value,
+            self._start,
+            self._end,
+            status.status_code.value,
+            status.description,
+            self._bounded(limits.max_span_attributes),
+            [(e.name, dict(e.attributes or {}), e.timestamp) for e in self._bounded_events()],
+            [(context_tuple(k.context), dict(k.attributes or {})) for k in links],
+            self._starter.scope_flat,
+            self._starter.provider.resource,
+        )
+
+    def readable(self) -> ReadableSpan:
+        """This ended span as the SDK's processors take it."""
+        limits = self._starter.limits
         return ReadableSpan(
             name=self._name,
             context=self._context,
@@ -163,7 +195,7 @@ class LightSpan(trace.Span):
             # Checked on the way in (set_attributes) or ours (record, and the start attributes,
             # which app/tracing.py builds); only the count limit is left to apply.
             attributes=self._bounded(limits.max_span_attributes),
-            events=events,
+            events=self._bounded_events(),
             links=self._links[: limits.max_links],
             kind=self._kind,
             status=self._status,
@@ -173,13 +205,27 @@ class LightSpan(trace.Span):
         )
 
 
+class Processors(Protocol):
+    """The provider's span processors (`app.exporters.ProviderProcessors`).
+
+    `shipper`, when set, takes an ended span's flat tuple in place of running `on_end`.
+    """
+
+    shipper: Callable[[Flat], None] | None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None: ...
+
+    def on_end(self, span: ReadableSpan) -> None: ...
+
+
 class LightSpans:
     """Starts light spans on an SDK provider: its sampler, id generator and processors."""
 
-    def __init__(self, provider: TracerProvider, processor: SpanProcessor, scope_name: str) -> None:
+    def __init__(self, provider: TracerProvider, processors: Processors, scope_name: str) -> None:
         self.provider = provider
-        self._processor = processor
+        self._processors = processors
         self.scope = InstrumentationScope(scope_name)
+        self.scope_flat = scope_tuple(self.scope)
         self.limits = SpanLimits()
 
     def start(
@@ -202,8 +248,12 @@ class LightSpans:
         if sampled.attributes:
             attributes = {**attributes, **sampled.attributes}
         span = LightSpan(self, name, context, parent if parent.is_valid else None, kind, attributes)
-        self._processor.on_start(span, parent_context=ctx)  # type: ignore[arg-type]
+        self._processors.on_start(span, parent_context=ctx)  # type: ignore[arg-type]
         return span
 
-    def ended(self, span: ReadableSpan) -> None:
-        self._processor.on_end(span)
+    def ended(self, span: LightSpan) -> None:
+        ship = self._processors.shipper
+        if ship is None:
+            self._processors.on_end(span.readable())
+        elif span.get_span_context().trace_flags.sampled:  # as BatchSpanProcessor.on_end
+            ship(span.flat())

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         default=True,
         description="Encode and send spans from a child process, off the request path.",
     )
+    export_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the export process: requests get the CPU first (0: equal).",
+    )
     arize_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("ARIZE_API_KEY", "arize_api_key"),

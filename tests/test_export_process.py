@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import pytest
@@ -15,10 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from app.export_process import ExportProcess, ShippedBatches, flatten, rebuild
-from app.exporters import build_tracer_provider
+from app.export_process import ExportProcess, ShippedBatches, packed
+from app.exporters import build_tracer_provider, processors_of
+from app.flat_span import rebuild
+from app.main import create_app
 from app.redaction import Redactor
-from tests.conftest import KEY, make_settings
+from tests.conftest import AUTH, KEY, client_for, envelope, make_settings
 from tests.live import live_server
 from tests.otlp_receiver import OtlpReceiver
 
@@ -58,9 +61,7 @@ def as_json(span: ReadableSpan) -> dict[str, Any]:
 
 def test_a_span_crosses_the_pipe_intact() -> None:
     spans = varied_spans()
-    resources: dict[int, int] = {}
-    table: list[dict[str, Any]] = []
-    flat = [flatten(span, resources, table) for span in spans]
+    table, flat = packed(spans)
     assert len(table) == 1  # the resource once per batch
     rebuilt = [rebuild(item, [Resource(attributes) for attributes in table]) for item in flat]
     assert [as_json(span) for span in rebuilt] == [as_json(span) for span in spans]
@@ -87,6 +88,63 @@ def test_spans_reach_the_collector_through_the_child_process() -> None:
     assert spans["child"].parent_id == spans["parent"].span_id
     assert spans["parent"].attributes["leak"] == "key [redacted]"  # masked in the child
     assert spans["parent"].resource["service.name"] == "agent-endpoint"
+
+
+@pytest.mark.anyio
+async def test_the_request_span_reaches_the_collector_as_a_flat_tuple() -> None:
+    receiver = OtlpReceiver()
+    with live_server(receiver.app) as collector:
+        settings = make_settings(otlp_endpoint=collector)
+        provider = build_tracer_provider(settings, Redactor([KEY]))
+        processors = processors_of(provider)
+        assert processors is not None
+        assert processors.shipper is not None  # the default set-up takes the shortcut
+        tracer = provider.get_tracer("agent")
+
+        async def agent(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+            with tracer.start_as_current_span("inner-step"):
+                return "done"
+
+        app = create_app(settings, agent=agent, tracer_provider=provider)
+        async with client_for(app) as client:
+            response = await client.post("/invoke", json=envelope(f"key {KEY}"), headers=AUTH)
+        assert response.status_code == 200
+        assert provider.force_flush(10_000)
+        spans = {span.name: span for span in receiver.spans()}
+        provider.shutdown()
+    (request,) = (span for span in spans.values() if span.parent_id is None)
+    assert spans["inner-step"].parent_id == request.span_id  # an SDK span, flattened as usual
+    assert request.attributes["openinference.span.kind"] == "AGENT"
+    assert request.attributes["http.response.status_code"] == 200
+    assert request.attributes["output.value"] == '"done"'
+    run_ids = json.loads(request.attributes["metadata"])
+    assert run_ids["run_id"] == envelope()["arize_metadata"]["run_id"]
+    assert "key [redacted]" in request.attributes["input.value"]  # masked in the child
+    assert KEY not in json.dumps(request.attributes)
+    assert request.resource["service.name"] == "agent-endpoint"
+
+
+def test_any_other_processor_turns_the_shortcut_off() -> None:
+    provider = build_tracer_provider(
+        make_settings(otlp_endpoint="http://127.0.0.1:9"),
+        Redactor([KEY]),
+        SimpleSpanProcessor(InMemorySpanExporter()),
+    )
+    processors = processors_of(provider)
+    assert processors is not None
+    assert processors.shipper is None
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("nice", [0, 10])
+def test_the_child_runs_at_the_configured_niceness(nice: int) -> None:
+    exporter = ExportProcess(make_settings(traces_exporter=["console"], export_nice=nice), [KEY])
+    assert exporter.export(varied_spans()).name == "SUCCESS"
+    assert exporter.force_flush(10_000)  # the child is past its set-up
+    assert exporter._child is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, exporter._child.pid) == min(ours + nice, 19)
+    exporter.shutdown()
 
 
 def test_a_dead_child_drops_spans_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from app.exporters import build_tracer_provider, processors_of
+from app.flat_span import RESOURCE, flatten
 from app.light_span import LightSpan, LightSpans
 from app.main import create_app
 from app.redaction import Redactor
@@ -70,6 +71,23 @@ def test_the_same_calls_give_the_same_exported_span() -> None:
     assert ours.context is not None
     assert ours.context.trace_id == PARENT.trace_id
     assert ours.context.span_id != PARENT.span_id
+
+
+def test_its_flat_tuple_is_its_readable_span_flattened() -> None:
+    provider = build_tracer_provider(make_settings(), Redactor([KEY]))
+    processors = processors_of(provider)
+    assert processors is not None
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(PARENT), Context())
+    light = LightSpans(provider, processors, "agent-endpoint").start(
+        "span", SpanKind.SERVER, {"start": "attr"}, parent
+    )
+    assert isinstance(light, LightSpan)
+    exercise(light)
+    flat = light.flat()
+    assert flat == flatten(light.readable())
+    assert flat[RESOURCE] is provider.resource
+    assert len(flat[9]) == 2  # the note and the exception events
+    provider.shutdown()
 
 
 def test_the_sampler_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
