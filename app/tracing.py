@@ -12,13 +12,16 @@ The order is what makes spans land in Arize under the experiment run:
    `arize.space_id`/`arize.project.name` attributes arize-otel's routing processor routes by
    (the span-attribute form of its `set_routing_context`, which also works where the spans are
    exported from another process).
-3. The AGENT span starts *without* a `context=` argument, so it sees all of the above.
+3. The AGENT span starts *without* a `context=` argument, so it sees all of the above (the
+   light request span of a provider built here is started on that same context, and attached
+   together with it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,6 +59,7 @@ STATUS_CODE = "http.response.status_code"
 SCOPE = "agent-endpoint"
 # Built once: json.dumps() with options builds a new encoder on every call.
 INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_quoted = encode_basestring_ascii  # a JSON string literal, as json.dumps writes it (C)
 MAX_WARNED_SPACES = 1000
 
 
@@ -109,7 +113,8 @@ class RequestSpan:
 
     def end(self) -> None:
         self.span.end()
-        context_api.detach(self._span_token)  # type: ignore[arg-type]
+        if self._span_token is not None:
+            context_api.detach(self._span_token)  # type: ignore[arg-type]
         context_api.detach(self._token)  # type: ignore[arg-type]
 
 
@@ -188,24 +193,31 @@ class Tracing:
             values[ROUTE_KEY] = route
         if values:
             ctx = Context({**ctx, **values})
-        token = context_api.attach(ctx)
         attributes: dict[str, Any] = {SpanAttributes.OPENINFERENCE_SPAN_KIND: AGENT}
         kind = SpanKind.INTERNAL if outer else SpanKind.SERVER
-        if self._light is not None:  # a provider built here: the light request span
+        if self._light is not None:
+            # A provider built here: the light request span, started on exactly the context
+            # attached below with it, so one attach does.
             span = self._light.start(self.span_name, kind, attributes, ctx)
-        else:
-            span = self.tracer.start_span(
-                self.span_name,
-                kind=kind,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
+            self._record_input(span, payload)
+            token = context_api.attach(trace.set_span_in_context(span, ctx))
+            return RequestSpan(self, span, token, None)
+        token = context_api.attach(ctx)
+        span = self.tracer.start_span(
+            self.span_name,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._record_input(span, payload)
+        span_token = context_api.attach(trace.set_span_in_context(span))
+        return RequestSpan(self, span, token, span_token)
+
+    def _record_input(self, span: Span, payload: Any) -> None:
         if self.record_io and span.is_recording():  # no encoding when nothing is recorded
             text = INPUT_ENCODER.encode(payload)
             _record(span, self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
-        span_token = context_api.attach(trace.set_span_in_context(span))
-        return RequestSpan(self, span, token, span_token)
 
     def io_attributes(self, value_key: str, mime_key: str, text: str) -> dict[str, Any]:
         mime = JSON
@@ -246,17 +258,20 @@ class Tracing:
 
 
 def _run_ids(metadata: ArizeMetadata) -> str:
-    """The run ids as OpenInference `metadata`, where instrumentors and `RunAttributes` look."""
-    ids = {
-        "dataset_id": metadata.dataset_id,
-        "experiment_id": metadata.experiment_id,
-        "run_id": metadata.run_id,
-        "example_id": metadata.example_id,
-        "space_id": metadata.space_id,
-    }
+    """The run ids as OpenInference `metadata`, where instrumentors and `RunAttributes` look.
+
+    The same text as `json.dumps` of the dict, written out: this runs on every request.
+    """
+    text = (
+        f'{{"dataset_id": {_quoted(metadata.dataset_id)}, '
+        f'"experiment_id": {_quoted(metadata.experiment_id)}, '
+        f'"run_id": {_quoted(metadata.run_id)}, '
+        f'"example_id": {_quoted(metadata.example_id)}, '
+        f'"space_id": {_quoted(metadata.space_id)}'
+    )
     if metadata.project_name:
-        ids["project_name"] = metadata.project_name
-    return json.dumps(ids)
+        return f'{text}, "project_name": {_quoted(metadata.project_name)}}}'
+    return text + "}"
 
 
 def _record(span: Span, attributes: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from app.envelope import ArizeMetadata
 from app.main import create_app
+from app.tracing import _run_ids
 from tests import agents
 from tests.conftest import AUTH, KEY, METADATA, OLD_KEY, client_for, envelope, make_settings
 
@@ -311,3 +313,18 @@ async def test_with_fastapi_instrumentor_ours_is_a_child_and_keys_are_masked(
     everything = json.dumps([json.loads(span.to_json()) for span in spans])
     assert KEY not in everything
     assert OLD_KEY not in everything
+
+
+@pytest.mark.parametrize("project", [None, "", "proj ✓"])
+@pytest.mark.parametrize("value", ["plain", 'quote " and \\ back', "naïve ✓ \u2028", "\x00\n"])
+def test_the_run_ids_metadata_is_what_json_dumps_writes(value: str, project: str | None) -> None:
+    ids = {
+        "dataset_id": value,
+        "experiment_id": "e",
+        "run_id": value,
+        "example_id": "x",
+        "space_id": value,
+    }
+    metadata = ArizeMetadata.model_validate({**ids, "project_name": project})
+    expected = {**ids, "project_name": project} if project else ids
+    assert _run_ids(metadata) == json.dumps(expected)
