@@ -3,6 +3,10 @@
 Every server runs for the whole measurement; each round loads them one after the other in list
 order (seed, ours, seed, ours, ...) so drift on the machine hits all of them alike, and the
 median over rounds is reported. The first server is the baseline of the throughput ratios.
+
+Two ratios are shown. "vs seed" divides the medians. "paired" takes each round's ratio (this
+server's req/s over the baseline's in the same round, seconds apart) and reports their median
+and range: on a shared VM whose speed drifts between rounds, this is the steadier estimate.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class ThroughputSummary:
     p50_ms: float
     p99_ms: float
     ratio: float  # requests/s relative to the first server
+    paired_ratios: list[float]  # per round: req/s over the first server's in the same round
     cpu_us_per_request: float  # the server process's CPU time per response, median
     cpu_ratio: float  # the first server's CPU per request over this one's
     failed: int  # non-2xx responses and socket errors, all rounds together
@@ -99,10 +104,16 @@ def summarise(
         baseline = summaries[0].requests_per_second if summaries else rate
         cpu = statistics.median(cpu_us[name])
         baseline_cpu = summaries[0].cpu_us_per_request if summaries else cpu
+        first = next(iter(rounds.values()))
+        paired = [
+            r.requests_per_second / b.requests_per_second if b.requests_per_second else 0.0
+            for r, b in zip(results, first, strict=True)
+        ]
         summaries.append(
             ThroughputSummary(
                 name=name,
                 requests_per_second=rate,
+                paired_ratios=paired,
                 p50_ms=statistics.median(r.p50_ms for r in results),
                 p99_ms=statistics.median(r.p99_ms for r in results),
                 ratio=rate / baseline,
@@ -114,6 +125,12 @@ def summarise(
             )
         )
     return summaries
+
+
+def paired_text(summary: ThroughputSummary) -> str:
+    """Median of the per-round ratios, and their range."""
+    ratios = summary.paired_ratios
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def print_table(
@@ -128,17 +145,20 @@ def print_table(
     vs = "vs " + summaries[0].name
     print(
         f"  {'app':<{width}} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {vs:>9}"
-        f"   {'CPU us/req':>10} {vs:>9}"
+        f"  {'paired (range)':>16}   {'CPU us/req':>10} {vs:>9}"
     )
     for s in summaries:
         failed = f"  {s.failed} FAILED (non-2xx or socket errors)" if s.failed else ""
         note = f"  {notes[s.name]}" if notes and s.name in notes else ""
         print(
             f"  {s.name:<{width}} {s.requests_per_second:>10,.0f} {s.p50_ms:>8.2f} "
-            f"{s.p99_ms:>8.2f} {s.ratio:>9.2f}   {s.cpu_us_per_request:>10.0f} "
+            f"{s.p99_ms:>8.2f} {s.ratio:>9.2f}  {paired_text(s):>16}   "
+            f"{s.cpu_us_per_request:>10.0f} "
             f"{s.cpu_ratio:>9.2f}{failed}{note}"
         )
     print(
+        "  paired: the median (and range) of each round's ratio, the servers measured seconds "
+        "apart\n"
         "  CPU us/req: the server process's CPU time (all its threads) per response; "
         f"{summaries[0].name}'s over\n  an app's estimates their throughput ratio on a core of "
         "their own, and moves less than req/s\n  when other work shares the machine"
