@@ -37,22 +37,26 @@ class Agent:
 
 def load_agent(spec: str) -> Agent:
     """Import `module:function`; every failure names the variable and the fix."""
+    return Agent.wrap(load_callable(spec, "AGENT_ENTRYPOINT"), spec)
+
+
+def load_callable(spec: str, variable: str) -> Any:
+    """The callable `module:function` names; failures name `variable` and the fix."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise AgentLoadError(
-            f"AGENT_ENTRYPOINT={spec!r} must look like 'module:function', e.g. 'app.agent:run'"
+            f"{variable}={spec!r} must look like 'module:function', e.g. 'app.agent:run'"
         )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise AgentLoadError(
-            f"AGENT_ENTRYPOINT={spec!r}: cannot import module {module_name!r} ({exc}); "
+            f"{variable}={spec!r}: cannot import module {module_name!r} ({exc}); "
             "check the spelling and that the package is installed"
         ) from exc
     except Exception as exc:
         raise AgentLoadError(
-            f"AGENT_ENTRYPOINT={spec!r}: importing {module_name!r} raised "
-            f"{type(exc).__name__}: {exc}"
+            f"{variable}={spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"
         ) from exc
     target: Any = module
     for part in attribute.split("."):
@@ -63,15 +67,13 @@ def load_agent(spec: str) -> Agent:
                 if callable(value) and not name.startswith("_")
             )
             raise AgentLoadError(
-                f"AGENT_ENTRYPOINT={spec!r}: module {module_name!r} has no attribute "
+                f"{variable}={spec!r}: module {module_name!r} has no attribute "
                 f"{attribute!r}; callables there: {', '.join(available) or 'none'}"
             )
         target = getattr(target, part)
     if not callable(target):
-        raise AgentLoadError(
-            f"AGENT_ENTRYPOINT={spec!r} is a {type(target).__name__}, not callable"
-        )
-    return Agent.wrap(target, spec)
+        raise AgentLoadError(f"{variable}={spec!r} is a {type(target).__name__}, not callable")
+    return target
 
 
 def _check_signature(function: Callable[..., Any], label: str) -> None:

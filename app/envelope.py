@@ -36,6 +36,11 @@ EXAMPLE_ENVELOPE: dict[str, Any] = {
 }
 
 
+RUN_ID_FIELDS = frozenset(
+    {"dataset_id", "experiment_id", "run_id", "example_id", "space_id", "project_name"}
+)
+
+
 class ArizeMetadata(BaseModel):
     """IDs Arize appends to every request; use them to stamp spans and pushed results."""
 
@@ -47,6 +52,10 @@ class ArizeMetadata(BaseModel):
     example_id: str
     space_id: str
     project_name: str | None = None
+
+    def run_ids(self) -> dict[str, str]:
+        """The ids above, without extras and without an unset project."""
+        return self.model_dump(include=set(RUN_ID_FIELDS), exclude_none=True)
 
 
 class InvokeRequest(BaseModel):

@@ -22,7 +22,13 @@ from starlette.responses import Response
 from app.auth import Authenticator
 from app.body import BodyLimit
 from app.context import build_context
-from app.envelope import ArizeMetadata, check_content_type, check_placeholders, parse_envelope
+from app.envelope import (
+    ArizeMetadata,
+    InvokeRequest,
+    check_content_type,
+    check_placeholders,
+    parse_envelope,
+)
 from app.errors import ApiError, error_response
 from app.input_schema import InputSchema
 from app.redaction import Redactor
@@ -34,24 +40,48 @@ MAX_ERROR_MESSAGE = 500
 CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but it shows in access logs
 
 
+class Acceptance:
+    """The checks a run goes through before the agent, on both the sync and the async route."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        body_limit: BodyLimit,
+        authenticate: Authenticator,
+        input_schema: InputSchema,
+    ) -> None:
+        self.settings = settings
+        self.body_limit = body_limit
+        self.authenticate = authenticate
+        self.input_schema = input_schema
+
+    async def envelope(self, request: Request) -> tuple[InvokeRequest, bytes]:
+        """Declared size, auth, content type, body within the limit, then the envelope."""
+        self.body_limit.check_declared(request)
+        self.authenticate(request)
+        check_content_type(request.headers.get("content-type"))
+        body = await self.body_limit.read(request)
+        return parse_envelope(body), body
+
+    def check_input(self, payload: dict[str, Any], run_id: str | None, body: bytes) -> None:
+        """Placeholders left in, then the input schema."""
+        if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
+            check_placeholders(payload)
+        self.input_schema.check(payload, run_id)
+
+
 def invoke_handler(
     settings: Settings,
     *,
-    body_limit: BodyLimit,
-    authenticate: Authenticator,
+    accept: Acceptance,
     runner: AgentRunner,
-    input_schema: InputSchema,
     redact: Redactor,
     tracing: Tracing,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Build the route function, closing over the app's collaborators."""
 
     async def invoke(request: Request) -> Response:
-        body_limit.check_declared(request)
-        authenticate(request)
-        check_content_type(request.headers.get("content-type"))
-        body = await body_limit.read(request)
-        envelope = parse_envelope(body)
+        envelope, body = await accept.envelope(request)
         metadata = envelope.arize_metadata
         run_id = metadata.run_id if metadata else None
         trace = tracing.start(request.headers, metadata, envelope.input)
@@ -73,10 +103,8 @@ def invoke_handler(
         request: Request,
         trace: RequestSpan,
     ) -> Response:
-        if settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
-            check_placeholders(payload)
         run_id = metadata.run_id if metadata else None
-        input_schema.check(payload, run_id)
+        accept.check_input(payload, run_id, body)
         ctx = build_context(payload, metadata, settings, trace.span)
         try:
             result = await runner.run(payload, ctx, request.receive)
@@ -96,12 +124,13 @@ def invoke_handler(
             detail = redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_MESSAGE]
             trace.fail(500, "agent_error", detail, exc)
             return error_response(500, "agent_error", f"the agent raised {detail}", run_id=run_id)
-        return Response(_render(result), media_type="application/json")
+        return Response(render(result), media_type="application/json")
 
     return invoke
 
 
-def _render(result: Any) -> bytes:
+def render(result: Any) -> bytes:
+    """The agent's output as the JSON the caller gets (500 if it is not JSON)."""
     if isinstance(result, BaseModel):
         return result.model_dump_json().encode()
     try:

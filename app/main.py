@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,13 +18,15 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.async_invoke import add_job_routes
 from app.auth import Authenticator
 from app.body import BodyLimit
 from app.entrypoint import Agent, AgentFunction, load_agent
 from app.envelope import EXAMPLE_ENVELOPE, ArizeMetadata
 from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.input_schema import InputSchema
-from app.invoke import invoke_handler
+from app.invoke import Acceptance, invoke_handler
+from app.jobs import LocalJobs
 from app.logs import configure_logging
 from app.redaction import Redactor
 from app.runner import AgentRunner
@@ -78,6 +80,7 @@ def create_app(
     settings = settings or load_settings()
     settings.check_auth_configured()
     settings.check_tracing_configured()
+    settings.check_jobs_configured()
     if agent is None:
         loaded = load_agent(settings.entrypoint)
     elif isinstance(agent, Agent):
@@ -88,34 +91,18 @@ def create_app(
         settings.input_schema_file, settings.presets_file
     )
     runner = AgentRunner(loaded, settings)
-    redact = Redactor(
-        [key.get_secret_value() for key in settings.api_keys]
-        + [value.get_secret_value() for value in settings.required_headers.values()]
-    )
+    redact = Redactor(settings.secret_values())
     tracing = Tracing.from_settings(settings, redact, loaded.name, tracer_provider)
+    local_jobs = None
+    if settings.jobs_mode == "local":
+        local_jobs = LocalJobs(settings, loaded, tracing, redact)
     if settings.auth_disabled and not settings.api_keys:
         log.warning(
             "AUTHENTICATION IS DISABLED (AGENT_AUTH_DISABLED=true): anyone who can reach this "
             "server can run the agent. Use this for local development only."
         )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Everything loaded so far (framework, agent, its libraries) lives as long as the
-        # process: move it out of the collector's reach, so collections triggered by request
-        # garbage stay short instead of walking ~60k long-lived objects (better p99).
-        gc.collect()
-        gc.freeze()
-        app.state.ready = True
-        log.info("agent %s ready on %s", loaded.name, settings.invoke_path)
-        try:
-            yield
-        finally:
-            app.state.ready = False
-            await runner.drain(settings.shutdown_grace_seconds)
-            runner.close()
-            tracing.close()
-
+    lifespan = _lifespan(settings, loaded.name, runner, tracing, local_jobs)
     docs = settings.docs_enabled
     app = FastAPI(
         # FastAPI's own OpenTelemetry spans (0.165+) would wrap ours in three more spans per
@@ -133,19 +120,12 @@ def create_app(
     app.state.ready = False
     app.state.runner = runner
     app.state.settings = settings
+    app.state.jobs = local_jobs
     install_error_handlers(app, settings.invoke_path)
 
-    body_limit = BodyLimit(settings.max_body_bytes)
     authenticate = Authenticator(settings)
-    invoke = invoke_handler(
-        settings,
-        body_limit=body_limit,
-        authenticate=authenticate,
-        runner=runner,
-        input_schema=schema,
-        redact=redact,
-        tracing=tracing,
-    )
+    accept = Acceptance(settings, BodyLimit(settings.max_body_bytes), authenticate, schema)
+    invoke = invoke_handler(settings, accept=accept, runner=runner, redact=redact, tracing=tracing)
     # The invoke route is served by a plain Starlette route: FastAPI's request handling
     # (dependency solving, response validation) would run on every request for a handler
     # that takes the raw request and returns a finished response. The FastAPI route below
@@ -172,10 +152,58 @@ def create_app(
         tags=["agent"],
     )
 
+    if local_jobs is not None:
+        add_job_routes(
+            app,
+            settings=settings,
+            accept=accept,
+            authenticate=authenticate,
+            tracing=tracing,
+            jobs=local_jobs.jobs,
+            request_body=lambda path: _request_body(schema, path),
+        )
     _document_security(app, settings)
     if settings.fastapi_instrumentor:
         instrument_fastapi(app, settings, tracing.provider)
 
+    _add_operation_routes(app, settings, runner, loaded.name, schema)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+    agent_name: str,
+    runner: AgentRunner,
+    tracing: Tracing,
+    local_jobs: LocalJobs | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything loaded so far (framework, agent, its libraries) lives as long as the
+        # process: move it out of the collector's reach, so collections triggered by request
+        # garbage stay short instead of walking ~60k long-lived objects (better p99).
+        gc.collect()
+        gc.freeze()
+        if local_jobs is not None:
+            local_jobs.start()
+        app.state.ready = True
+        log.info("agent %s ready on %s", agent_name, settings.invoke_path)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await runner.drain(settings.shutdown_grace_seconds)
+            runner.close()
+            if local_jobs is not None:
+                await local_jobs.close()
+            tracing.close()
+
+    return lifespan
+
+
+def _add_operation_routes(
+    app: FastAPI, settings: Settings, runner: AgentRunner, agent_name: str, schema: InputSchema
+) -> None:
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process serves requests")
     async def healthz() -> Health:
         return Health(status="ok")
@@ -190,7 +218,7 @@ def create_app(
         ready = app.state.ready and not runner.draining
         body = Readiness(
             status="ready" if ready else "unavailable",
-            agent=loaded.name,
+            agent=agent_name,
             in_flight=runner.in_flight,
         )
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
@@ -201,7 +229,8 @@ def create_app(
             input_schema=schema.schema, presets=schema.presets, invoke_path=settings.invoke_path
         )
 
-    return app
+
+AUTHENTICATED = frozenset({("/jobs/{job_id}", "get")})  # besides the invoke routes
 
 
 def _document_security(app: FastAPI, settings: Settings) -> None:
@@ -217,8 +246,10 @@ def _document_security(app: FastAPI, settings: Settings) -> None:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header},
             }
-            operation = document["paths"][settings.invoke_path]["post"]
-            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            for path, methods in document["paths"].items():
+                for method, operation in methods.items():
+                    if (path, method) in AUTHENTICATED or path.startswith(settings.invoke_path):
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -40,10 +40,20 @@ class ClientDisconnectedError(Exception):
 
 
 class AgentRunner:
-    def __init__(self, agent: Agent, settings: Settings) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        settings: Settings,
+        *,
+        timeout: float | None = None,
+        capacity: int | None = None,
+        timeout_variable: str = "AGENT_TIMEOUT_SECONDS",
+    ) -> None:
+        """The limits come from the settings of `POST /invoke`; jobs pass their own."""
         self.agent = agent
-        self.timeout = settings.timeout_seconds
-        self.capacity = settings.max_concurrency
+        self.timeout = timeout if timeout is not None else settings.timeout_seconds
+        self.capacity = capacity if capacity is not None else settings.max_concurrency
+        self._timeout_variable = timeout_variable
         self.queue_wait = settings.queue_wait_seconds
         self.in_flight = 0
         self.draining = False
@@ -94,12 +104,17 @@ class AgentRunner:
             if not deadline.expired():
                 raise  # the agent's own TimeoutError: reported as an agent error
             ctx.cancelled.set()
+            advice = (
+                "raise the setting (and Arize's request timeout) or use the async pattern "
+                "for minutes-long agents (POST /invoke/async)"
+                if self._timeout_variable == "AGENT_TIMEOUT_SECONDS"
+                else "raise the setting if the agent needs longer"
+            )
             raise ApiError(
                 504,
                 "agent_timeout",
-                f"the agent ran longer than AGENT_TIMEOUT_SECONDS={self.timeout:g} and was "
-                "cancelled; raise the setting (and Arize's request timeout) or use the "
-                "async pattern for minutes-long agents",
+                f"the agent ran longer than {self._timeout_variable}={self.timeout:g} and was "
+                f"cancelled; {advice}",
                 run_id=ctx.run_id,
             ) from None
 

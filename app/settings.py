@@ -169,6 +169,72 @@ class Settings(BaseSettings):
         default="grpc", description="Transport to Arize's collector: grpc or http."
     )
 
+    # -- async jobs: POST /invoke/async, GET /jobs/{job_id}, result push
+    jobs: Literal["local", "redis", "off"] | None = Field(
+        default=None,
+        description="Where async jobs run: local (this process), redis (worker processes; "
+        "the default with REDIS_URL) or off.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis for durable jobs and worker processes, e.g. redis://127.0.0.1:6379/0.",
+    )
+    job_timeout_seconds: float = Field(
+        default=3600, gt=0, description="Time limit of one async job's agent run."
+    )
+    job_concurrency: int = Field(
+        default=8, ge=1, description="Jobs run at once: per server process (local) or worker."
+    )
+    job_queue_size: int = Field(
+        default=1000, ge=1, description="Local mode: jobs waiting to run before 503."
+    )
+    job_grace_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="Local mode: at shutdown, time left to queued and running jobs.",
+    )
+    job_retention_seconds: float = Field(
+        default=86_400, gt=0, description="How long a finished job's status stays readable."
+    )
+    push: Literal["arize", "webhook", "none"] | None = Field(
+        default=None,
+        description="Where a finished job's result goes: arize (the log API; the default with "
+        "ARIZE_SPACE_KEY), webhook (the default with AGENT_PUSH_WEBHOOK_URL) or none.",
+    )
+    arize_space_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ARIZE_SPACE_KEY", "arize_space_key"),
+        description="Arize space key for the log API (Space Settings).",
+    )
+    arize_log_url: str = Field(
+        default="https://api.arize.com/v1/log",
+        validation_alias=AliasChoices("ARIZE_LOG_URL", "arize_log_url"),
+        description="Arize's REST log API.",
+    )
+    push_model_id: str = Field(
+        default="agent-endpoint", description="`model_id` of the records pushed to Arize."
+    )
+    push_label: str | None = Field(
+        default=None,
+        description="`module:function` mapping a finished job to its record's label.",
+    )
+    push_webhook_url: str | None = Field(
+        default=None, description="URL that receives each finished job's status document."
+    )
+    push_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs webhook pushes (X-Agent-Signature: sha256=HMAC)."
+    )
+    push_attempts: int = Field(
+        default=6, ge=1, description="Tries per push on connection errors, 429 and 5xx."
+    )
+    push_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First wait between push tries; doubles each time."
+    )
+    push_timeout_seconds: float = Field(
+        default=10, gt=0, description="Time limit of one push request."
+    )
+
     @field_validator("traces_exporter", "arize_space_allowlist", mode="before")
     @classmethod
     def _list_from_csv(cls, value: object) -> object:
@@ -213,6 +279,55 @@ class Settings(BaseSettings):
                 "export spans to (comma-separated), or `*` to allow any space"
             )
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for masking wherever text leaves the process."""
+        secrets = [key.get_secret_value() for key in self.api_keys]
+        secrets += [value.get_secret_value() for value in self.required_headers.values()]
+        for optional in (
+            self.arize_api_key,
+            self.arize_space_key,
+            self.push_webhook_secret,
+            self.redis_url,
+        ):
+            if optional is not None:
+                secrets.append(optional.get_secret_value())
+        return secrets
+
+    @property
+    def jobs_mode(self) -> Literal["local", "redis", "off"]:
+        if self.jobs is not None:
+            return self.jobs
+        return "redis" if self.redis_url is not None else "local"
+
+    @property
+    def push_target(self) -> Literal["arize", "webhook", "none"]:
+        if self.push is not None:
+            return self.push
+        if self.arize_space_key is not None:
+            return "arize"
+        return "webhook" if self.push_webhook_url else "none"
+
+    def check_jobs_configured(self) -> None:
+        """Refuse async-job settings that could never work, naming the missing variable."""
+        if self.jobs_mode == "redis" and self.redis_url is None:
+            raise SettingsError("AGENT_JOBS=redis needs REDIS_URL, e.g. redis://127.0.0.1:6379/0")
+        if self.push_target == "arize":
+            missing = [
+                name
+                for name, value in (
+                    ("ARIZE_API_KEY", self.arize_api_key),
+                    ("ARIZE_SPACE_KEY", self.arize_space_key),
+                )
+                if value is None
+            ]
+            if missing:
+                raise SettingsError(
+                    f"pushing job results to Arize's log API needs {' and '.join(missing)} "
+                    "(Space Settings in Arize); or set AGENT_PUSH=none"
+                )
+        if self.push_target == "webhook" and not self.push_webhook_url:
+            raise SettingsError("AGENT_PUSH=webhook needs AGENT_PUSH_WEBHOOK_URL")
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
@@ -233,7 +348,19 @@ class Settings(BaseSettings):
             pairs[name.strip()] = header_value.strip()
         return pairs
 
-    @field_validator("presets_file", "otlp_endpoint", "arize_api_key", mode="before")
+    @field_validator(
+        "presets_file",
+        "otlp_endpoint",
+        "arize_api_key",
+        "redis_url",
+        "jobs",
+        "push",
+        "arize_space_key",
+        "push_label",
+        "push_webhook_url",
+        "push_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -177,8 +177,18 @@ class Tracing:
         else:
             provider.force_flush()
 
-    def start(self, headers: Headers, metadata: ArizeMetadata | None, payload: Any) -> RequestSpan:
-        """Continue the caller's trace, route, tag the run, start the AGENT span; see above."""
+    def start(
+        self,
+        headers: Headers,
+        metadata: ArizeMetadata | None,
+        payload: Any,
+        name: str | None = None,
+    ) -> RequestSpan:
+        """Continue the caller's trace, route, tag the run, start the AGENT span; see above.
+
+        The span is named after the agent unless `name` says otherwise.
+        """
+        name = name or self.span_name
         current = context_api.get_current()
         outer = trace.get_current_span(current).get_span_context().is_valid
         if outer or ("traceparent" not in headers and "baggage" not in headers):
@@ -198,13 +208,13 @@ class Tracing:
         if self._light is not None:
             # A provider built here: the light request span, started on exactly the context
             # attached below with it, so one attach does.
-            span = self._light.start(self.span_name, kind, attributes, ctx)
+            span = self._light.start(name, kind, attributes, ctx)
             self._record_input(span, payload)
             token = context_api.attach(trace.set_span_in_context(span, ctx))
             return RequestSpan(self, span, token, None)
         token = context_api.attach(ctx)
         span = self.tracer.start_span(
-            self.span_name,
+            name,
             kind=kind,
             attributes=attributes,
             record_exception=False,

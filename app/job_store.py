@@ -1,0 +1,56 @@
+"""Where jobs are kept between `POST /invoke/async`, the worker and `GET /jobs/{job_id}`.
+
+`MemoryJobStore` is the embedded mode's (`AGENT_JOBS=local`): a dict in the serving process,
+gone with it. Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Protocol
+
+from app.job import FINISHED, Job, now
+
+
+class JobStore(Protocol):
+    async def save(self, job: Job) -> None:
+        """Store the job as it is now (create or replace)."""
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or None if it never existed or has expired."""
+
+    async def discard(self, job_id: str) -> None:
+        """Forget a job that was never queued."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryJobStore:
+    def __init__(self, retention_seconds: float) -> None:
+        self._retention = timedelta(seconds=retention_seconds)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()  # oldest change first
+
+    async def save(self, job: Job) -> None:
+        self._jobs[job.job_id] = job.model_copy(deep=True)
+        self._jobs.move_to_end(job.job_id)
+        self._forget_expired()
+
+    async def get(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job.model_copy(deep=True) if job is not None else None
+
+    async def discard(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    async def close(self) -> None:
+        self._jobs.clear()
+
+    def _forget_expired(self) -> None:
+        horizon = now() - self._retention
+        while self._jobs:
+            oldest = next(iter(self._jobs.values()))
+            ended = oldest.finished_at
+            if oldest.status not in FINISHED or ended is None or ended > horizon:
+                return  # the oldest change is recent or unfinished: so is the rest, mostly
+            self._jobs.popitem(last=False)
