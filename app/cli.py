@@ -1,6 +1,7 @@
 """`agent-endpoint`: the one console command.
 
 agent-endpoint serve [--host H] [--port P] [--workers N] [--reload]
+agent-endpoint worker            (runs async jobs from Redis: REDIS_URL)
 agent-endpoint schema [--presets]
 
 More commands come from installed packages through the `agent_endpoint.commands` entry point
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
 
+    commands.add_parser("worker", help="run async jobs from Redis (REDIS_URL; AGENT_JOBS=redis)")
+
     schema = commands.add_parser("schema", help="print the input JSON Schema to paste into Arize")
     schema.add_argument("--presets", action="store_true", help="print the presets instead")
 
@@ -55,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "schema":
             return _print_schema(settings, presets=args.presets)
+        if args.command == "worker":
+            from app.worker import run_worker  # noqa: PLC0415 - only this command needs it
+
+            return run_worker(settings)
         return _serve(settings, args.host, args.port, args.workers, reload=args.reload)
     except CONFIG_ERRORS as exc:
         print(f"agent-endpoint: {exc}", file=sys.stderr)

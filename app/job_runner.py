@@ -14,6 +14,7 @@ The same code runs a job in the serving process (`AGENT_JOBS=local`) and in a wo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import traceback
@@ -32,6 +33,8 @@ from app.settings import Settings
 from app.tracing import Tracing
 
 log = logging.getLogger("agent_endpoint")
+
+CLAIM_POLL_SECONDS = 2.0
 
 
 class JobRunner:
@@ -92,6 +95,14 @@ class JobRunner:
     async def _push(self, job: Job) -> None:
         if self.pusher is None:
             job.push.status = "off"
-        else:
-            job.push = await self.pusher.push(job)
+            await self.store.save(job)
+            return
+        while not await self.store.claim_push(job.job_id):
+            # Another run of this job is pushing. Wait for its outcome; if that run died, its
+            # claim lapses after the longest a push can take, and this run pushes instead.
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
+            latest = await self.store.get(job.job_id)
+            if latest is None or latest.push.status != "pending":
+                return
+        job.push = await self.pusher.push(job)
         await self.store.save(job)

@@ -1,14 +1,23 @@
 """Where jobs are kept between `POST /invoke/async`, the worker and `GET /jobs/{job_id}`.
 
-`MemoryJobStore` is the embedded mode's (`AGENT_JOBS=local`): a dict in the serving process,
-gone with it. Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end.
+- `MemoryJobStore`, the embedded mode's (`AGENT_JOBS=local`): a dict in the serving process,
+  gone with it.
+- `RedisJobStore` (`AGENT_JOBS=redis`): one JSON document per job in Redis, shared by every
+  API replica and worker.
+
+Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end. `claim_push` makes
+the result push happen once per job even when two runs of the same job (a worker presumed
+dead that was not) finish together: the first claim wins.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from datetime import timedelta
 from typing import Protocol
+
+import redis.asyncio
 
 from app.job import FINISHED, Job, now
 
@@ -23,13 +32,18 @@ class JobStore(Protocol):
     async def discard(self, job_id: str) -> None:
         """Forget a job that was never queued."""
 
+    async def claim_push(self, job_id: str) -> bool:
+        """True for the first caller only: it pushes the job's result."""
+
     async def close(self) -> None: ...
 
 
 class MemoryJobStore:
-    def __init__(self, retention_seconds: float) -> None:
+    def __init__(self, retention_seconds: float, push_seconds: float) -> None:
         self._retention = timedelta(seconds=retention_seconds)
+        self._push_seconds = push_seconds
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # oldest change first
+        self._claims: dict[str, float] = {}  # job id -> when the claim lapses (monotonic)
 
     async def save(self, job: Job) -> None:
         self._jobs[job.job_id] = job.model_copy(deep=True)
@@ -43,8 +57,15 @@ class MemoryJobStore:
     async def discard(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
 
+    async def claim_push(self, job_id: str) -> bool:
+        if self._claims.get(job_id, 0.0) > time.monotonic():
+            return False
+        self._claims[job_id] = time.monotonic() + self._push_seconds
+        return True
+
     async def close(self) -> None:
         self._jobs.clear()
+        self._claims.clear()
 
     def _forget_expired(self) -> None:
         horizon = now() - self._retention
@@ -54,3 +75,49 @@ class MemoryJobStore:
             if oldest.status not in FINISHED or ended is None or ended > horizon:
                 return  # the oldest change is recent or unfinished: so is the rest, mostly
             self._jobs.popitem(last=False)
+            self._claims.pop(oldest.job_id, None)
+
+
+class RedisJobStore:
+    """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`.
+
+    An unfinished job expires too, after its time limit plus the retention, so a job whose
+    every run was lost does not stay in Redis for ever. A push claim lapses after the longest
+    a push can take, so a run that died while pushing does not block the push for good.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str,
+        retention_seconds: float,
+        timeout_seconds: float,
+        push_seconds: float,
+    ) -> None:
+        self._redis = redis.asyncio.Redis.from_url(url)
+        self._prefix = namespace
+        self._retention = max(1, int(retention_seconds))
+        self._unfinished = max(1, int(timeout_seconds + retention_seconds))
+        self._claim = max(1, int(push_seconds))  # the longest a push can take
+
+    def _key(self, kind: str, job_id: str) -> str:
+        return f"{self._prefix}:{kind}:{job_id}"
+
+    async def save(self, job: Job) -> None:
+        ttl = self._retention if job.status in FINISHED else self._unfinished
+        await self._redis.set(self._key("job", job.job_id), job.model_dump_json(), ex=ttl)
+
+    async def get(self, job_id: str) -> Job | None:
+        data = await self._redis.get(self._key("job", job_id))
+        return Job.model_validate_json(data) if data is not None else None
+
+    async def discard(self, job_id: str) -> None:
+        await self._redis.delete(self._key("job", job_id))
+
+    async def claim_push(self, job_id: str) -> bool:
+        key = self._key("push", job_id)
+        return bool(await self._redis.set(key, "1", nx=True, ex=self._claim))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -26,7 +26,7 @@ from app.envelope import EXAMPLE_ENVELOPE, ArizeMetadata
 from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.input_schema import InputSchema
 from app.invoke import Acceptance, invoke_handler
-from app.jobs import LocalJobs
+from app.jobs import JobsRuntime, build_jobs
 from app.logs import configure_logging
 from app.redaction import Redactor
 from app.runner import AgentRunner
@@ -93,16 +93,14 @@ def create_app(
     runner = AgentRunner(loaded, settings)
     redact = Redactor(settings.secret_values())
     tracing = Tracing.from_settings(settings, redact, loaded.name, tracer_provider)
-    local_jobs = None
-    if settings.jobs_mode == "local":
-        local_jobs = LocalJobs(settings, loaded, tracing, redact)
+    jobs_runtime = build_jobs(settings, loaded, tracing, redact)
     if settings.auth_disabled and not settings.api_keys:
         log.warning(
             "AUTHENTICATION IS DISABLED (AGENT_AUTH_DISABLED=true): anyone who can reach this "
             "server can run the agent. Use this for local development only."
         )
 
-    lifespan = _lifespan(settings, loaded.name, runner, tracing, local_jobs)
+    lifespan = _lifespan(settings, loaded.name, runner, tracing, jobs_runtime)
     docs = settings.docs_enabled
     app = FastAPI(
         # FastAPI's own OpenTelemetry spans (0.165+) would wrap ours in three more spans per
@@ -120,7 +118,7 @@ def create_app(
     app.state.ready = False
     app.state.runner = runner
     app.state.settings = settings
-    app.state.jobs = local_jobs
+    app.state.jobs = jobs_runtime
     install_error_handlers(app, settings.invoke_path)
 
     authenticate = Authenticator(settings)
@@ -152,14 +150,14 @@ def create_app(
         tags=["agent"],
     )
 
-    if local_jobs is not None:
+    if jobs_runtime is not None:
         add_job_routes(
             app,
             settings=settings,
             accept=accept,
             authenticate=authenticate,
             tracing=tracing,
-            jobs=local_jobs.jobs,
+            jobs=jobs_runtime.jobs,
             request_body=lambda path: _request_body(schema, path),
         )
     _document_security(app, settings)
@@ -175,7 +173,7 @@ def _lifespan(
     agent_name: str,
     runner: AgentRunner,
     tracing: Tracing,
-    local_jobs: LocalJobs | None,
+    jobs_runtime: JobsRuntime | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,8 +182,8 @@ def _lifespan(
         # garbage stay short instead of walking ~60k long-lived objects (better p99).
         gc.collect()
         gc.freeze()
-        if local_jobs is not None:
-            local_jobs.start()
+        if jobs_runtime is not None:
+            jobs_runtime.start()
         app.state.ready = True
         log.info("agent %s ready on %s", agent_name, settings.invoke_path)
         try:
@@ -194,8 +192,8 @@ def _lifespan(
             app.state.ready = False
             await runner.drain(settings.shutdown_grace_seconds)
             runner.close()
-            if local_jobs is not None:
-                await local_jobs.close()
+            if jobs_runtime is not None:
+                await jobs_runtime.close()
             tracing.close()
 
     return lifespan

@@ -25,7 +25,7 @@ from app.entrypoint import load_callable
 from app.job import Job, PushState, now
 from app.log_record import LabelError, LabelMapping, default_label, log_record
 from app.redaction import Redactor
-from app.settings import Settings
+from app.settings import MAX_PUSH_BACKOFF_SECONDS, Settings
 
 if TYPE_CHECKING:
     # Imported when a pusher is built: aiohttp costs the process about 9 MiB, and most
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agent_endpoint")
 
-MAX_BACKOFF_SECONDS = 60.0
 MAX_ANSWER_CHARS = 300
 SIGNATURE_HEADER = "X-Agent-Signature"
 
@@ -150,7 +149,7 @@ class ResultPusher:
         return state
 
     def _delay(self, attempt: int) -> float:
-        base = min(self._backoff * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        base = min(self._backoff * 2.0 ** (attempt - 1), MAX_PUSH_BACKOFF_SECONDS)
         return base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
 
     def _session_for_loop(self) -> aiohttp.ClientSession:

@@ -18,6 +18,7 @@ PACKAGE_DIR = Path(__file__).parent
 PLACEHOLDER_KEYS = frozenset({"changeme", "change-me", "changethis", "secret", "your-key", "xxx"})
 MIN_KEY_LENGTH = 16
 TRACE_EXPORTERS = frozenset({"otlp", "arize", "console", "none"})
+MAX_PUSH_BACKOFF_SECONDS = 60.0  # the longest wait between two tries of a push
 
 
 class SettingsError(ValueError):
@@ -194,6 +195,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Local mode: at shutdown, time left to queued and running jobs.",
     )
+    job_heartbeat_seconds: float = Field(
+        default=15,
+        ge=1,
+        description="Redis mode: a worker silent this long is taken for dead and its jobs run "
+        "again on another worker.",
+    )
     job_retention_seconds: float = Field(
         default=86_400, gt=0, description="How long a finished job's status stays readable."
     )
@@ -292,6 +299,11 @@ class Settings(BaseSettings):
             if optional is not None:
                 secrets.append(optional.get_secret_value())
         return secrets
+
+    @property
+    def push_budget_seconds(self) -> float:
+        """The longest one push can take: every try at its time limit, every wait at most."""
+        return self.push_attempts * (self.push_timeout_seconds + MAX_PUSH_BACKOFF_SECONDS) + 60
 
     @property
     def jobs_mode(self) -> Literal["local", "redis", "off"]:

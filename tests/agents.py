@@ -81,3 +81,9 @@ async def failing(input: dict[str, Any], ctx: AgentContext) -> None:  # noqa: A0
 async def logging_agent(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
     ctx.logger.info("planning %s", input.get("goal"))
     return {"ok": True}
+
+
+async def job(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """An async job: waits `input["seconds"]` (default none), then answers with its goal."""
+    await asyncio.sleep(float(input.get("seconds", 0)))
+    return {"done": input.get("goal"), "run_id": ctx.run_id}

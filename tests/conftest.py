@@ -19,7 +19,8 @@ from app.main import create_app
 from app.redaction import Redactor
 from app.settings import Settings
 
-pytest_plugins = ["tests.phoenix"]  # the `phoenix` fixture: a real Phoenix on 127.0.0.1
+# `phoenix`: a real Phoenix on 127.0.0.1; `redis_server`: Debian's redis-server on 127.0.0.1.
+pytest_plugins = ["tests.phoenix", "tests.redis_server"]
 
 KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
 OLD_KEY = "test-key-old-bbbbbbbbbbbbbbbbbbbb"

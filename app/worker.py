@@ -1,0 +1,87 @@
+"""`agent-endpoint worker`: a process that runs async jobs from Redis (`AGENT_JOBS=redis`).
+
+It loads the agent as the server does (`AGENT_ENTRYPOINT`, the same settings), then runs up
+to `AGENT_JOB_CONCURRENCY` jobs at once: async agents on one event loop, sync agents in the
+thread pool of `AGENT_SYNC_THREADS`. Start as many workers, on as many machines, as the load
+needs; they share the queue. On SIGTERM or Ctrl-C a worker stops taking jobs and gives the
+running ones `AGENT_JOB_GRACE_SECONDS` to finish; a job it could not finish (or any job of a
+worker that died) runs again on another worker after `AGENT_JOB_HEARTBEAT_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import dramatiq
+
+from app.entrypoint import load_agent
+from app.job_broker import QUEUE, build_broker, job_actor
+from app.job_runner import JobRunner
+from app.jobs import redis_store
+from app.logs import configure_logging
+from app.redaction import Redactor
+from app.result_push import build_pusher
+from app.runner import AgentRunner
+from app.settings import Settings, SettingsError
+from app.tracing import Tracing
+
+log = logging.getLogger("agent_endpoint")
+
+
+def run_worker(settings: Settings) -> int:
+    """Serve jobs until SIGTERM or SIGINT; returns the exit status."""
+    if settings.jobs_mode != "redis":
+        raise SettingsError(
+            "agent-endpoint worker runs jobs from Redis: set REDIS_URL (and leave AGENT_JOBS "
+            "unset or redis); with AGENT_JOBS=local the server runs jobs itself"
+        )
+    settings.check_tracing_configured()
+    settings.check_jobs_configured()
+    configure_logging(settings)
+    agent = load_agent(settings.entrypoint)
+    redact = Redactor(settings.secret_values())
+    tracing = Tracing.from_settings(settings, redact, agent.name)
+    job_runner = JobRunner(
+        settings,
+        runner=AgentRunner(
+            agent,
+            settings,
+            timeout=settings.job_timeout_seconds,
+            capacity=settings.job_concurrency,
+            timeout_variable="AGENT_JOB_TIMEOUT_SECONDS",
+        ),
+        tracing=tracing,
+        store=redis_store(settings),
+        pusher=build_pusher(settings, redact),
+        redact=redact,
+    )
+    broker = build_broker(settings)
+    job_actor(broker, job_runner.run)
+    broker.emit_after("process_boot")  # what dramatiq's own CLI does; TimeLimit needs it
+    worker = dramatiq.Worker(broker, queues={QUEUE}, worker_threads=settings.job_concurrency)
+    # Take no more jobs than can start: a job waiting in this worker's prefetch would wait
+    # for a busy slot while another worker idles.
+    worker.queue_prefetch = settings.job_concurrency
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("worker: %s received, finishing running jobs", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    log.info(
+        "worker ready: agent %s, %d job(s) at once, queue %s",
+        agent.name, settings.job_concurrency, QUEUE,
+    )  # fmt: skip
+    stop.wait()
+    worker.stop(timeout=int(settings.job_grace_seconds * 1000))
+    broker.close()
+    tracing.close()
+    log.info("worker stopped")
+    return 0

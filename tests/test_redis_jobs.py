@@ -1,0 +1,238 @@
+"""Durable jobs (`AGENT_JOBS=redis`): real Redis, real `agent-endpoint worker` processes.
+
+Every test starts its own Debian redis-server on 127.0.0.1 (append-only file on), workers as
+child processes, and the coordinator's stand-in of Arize's log API as a live server; the API
+runs in-process or, for the scale-out test, as two `agent-endpoint serve` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.main import create_app
+from coordinator.log_api import LogStore, create_log_api
+from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
+from tests.live import live_server
+from tests.processes import ROOT, clean_env
+from tests.redis_server import RedisServer
+from tests.servers import served
+
+LOG_API_KEY = "log-api-key-0123456789abcdef"
+SPACE_KEY = "space-key-0123456789"
+HEARTBEAT = "1"  # seconds: a killed worker's jobs move on quickly
+READY_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def log_api() -> Iterator[tuple[str, LogStore]]:
+    store = LogStore(api_keys=frozenset({LOG_API_KEY}), space_keys=frozenset({SPACE_KEY}))
+    with live_server(create_log_api(store)) as url:
+        yield f"{url}/v1/log", store
+
+
+def job_env(redis: RedisServer, log_url: str, **extra: str) -> dict[str, str]:
+    """The settings API processes and workers share."""
+    return {
+        "AGENT_API_KEYS": KEY,
+        "AGENT_ENTRYPOINT": "tests.agents:job",
+        "AGENT_INPUT_SCHEMA_FILE": str(ROOT / "tests" / "open_schema.json"),
+        "REDIS_URL": redis.url,
+        "AGENT_JOB_HEARTBEAT_SECONDS": HEARTBEAT,
+        "ARIZE_API_KEY": LOG_API_KEY,
+        "ARIZE_SPACE_KEY": SPACE_KEY,
+        "ARIZE_LOG_URL": log_url,
+        "OTEL_TRACES_EXPORTER": "none",
+        "AGENT_PUSH_BACKOFF_SECONDS": "0.05",
+        **extra,
+    }
+
+
+def api_settings(env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "entrypoint": env["AGENT_ENTRYPOINT"],
+        "input_schema_file": env["AGENT_INPUT_SCHEMA_FILE"],
+        "redis_url": env["REDIS_URL"],
+        "job_heartbeat_seconds": float(env["AGENT_JOB_HEARTBEAT_SECONDS"]),
+        "arize_api_key": LOG_API_KEY,
+        "arize_space_key": SPACE_KEY,
+        "arize_log_url": env["ARIZE_LOG_URL"],
+        "traces_exporter": ["none"],
+    }
+
+
+@contextmanager
+def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`agent-endpoint worker`, ready; stopped with SIGTERM at the end (if still alive)."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=ROOT,
+            env=clean_env(**env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while "worker ready" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(READY_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def body(goal: str, run_id: str, seconds: float = 0) -> dict[str, Any]:
+    return {
+        "input": {"goal": goal, "seconds": seconds},
+        "arize_metadata": {**METADATA, "run_id": run_id},
+    }
+
+
+async def status_of(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    response = await client.get(url, headers=AUTH)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def wait_for(
+    client: httpx.AsyncClient, url: str, statuses: set[str], limit: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + limit
+    while True:
+        job = await status_of(client, url)
+        pushed = job["push"]["status"] != "pending"
+        if job["status"] in statuses and (job["status"] == "running" or pushed):
+            return job
+        assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_worker_runs_the_job_and_pushes_its_result(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    url, store = log_api
+    env = job_env(redis_server, url)
+    app = create_app(make_settings(**api_settings(env)))
+    async with client_for(app) as client:
+        response = await client.post("/invoke/async", json=body("Lisbon", "run-1"), headers=AUTH)
+        assert response.status_code == 202, response.text
+        status_url = response.json()["status_url"]
+        assert (await status_of(client, status_url))["status"] == "queued"  # no worker yet
+        with worker(env, tmp_path / "worker.log"):
+            done = await wait_for(client, status_url, {"succeeded", "failed"})
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"done": "Lisbon", "run_id": "run-1"}
+    assert done["attempts"] == 1
+    assert done["push"]["status"] == "pushed"
+    assert store.answers == [200]
+    (record,) = store.by_prediction_id("run-1")
+    assert record["prediction"]["tags"]["job_id"] == done["job_id"]
+
+
+@pytest.mark.anyio
+async def test_a_job_of_a_killed_worker_completes_on_another_and_is_pushed_once(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    url, store = log_api
+    env = job_env(redis_server, url)
+    app = create_app(make_settings(**api_settings(env)))
+    async with client_for(app) as client:
+        response = await client.post(
+            "/invoke/async", json=body("Oslo", "run-kill", seconds=3), headers=AUTH
+        )
+        status_url = response.json()["status_url"]
+        with worker(env, tmp_path / "first.log") as first:
+            await wait_for(client, status_url, {"running"})
+            first.kill()  # SIGKILL mid-job: no cleanup, no acknowledgement
+            first.wait()
+        killed_at = time.monotonic()
+        with worker(env, tmp_path / "second.log"):
+            done = await wait_for(client, status_url, {"succeeded", "failed"})
+        recovered_in = time.monotonic() - killed_at
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 2  # the killed run, then the one that finished
+    assert store.answers == [200]  # exactly one push
+    assert len(store.by_prediction_id("run-kill")) == 1
+    assert recovered_in < 30
+
+
+@pytest.mark.anyio
+async def test_queued_jobs_survive_a_redis_restart(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    url, store = log_api
+    env = job_env(redis_server, url)
+    app = create_app(make_settings(**api_settings(env)))
+    async with client_for(app) as client:
+        urls = []
+        for n in range(5):
+            response = await client.post(
+                "/invoke/async", json=body(f"city {n}", f"run-{n}"), headers=AUTH
+            )
+            assert response.status_code == 202, response.text
+            urls.append(response.json()["status_url"])
+    redis_server.restart()  # SIGTERM, then a new server on the same append-only file
+    app = create_app(make_settings(**api_settings(env)))
+    async with client_for(app) as client:
+        with worker(env, tmp_path / "worker.log"):
+            done = [await wait_for(client, u, {"succeeded", "failed"}) for u in urls]
+    assert [job["status"] for job in done] == ["succeeded"] * 5
+    assert sorted(record["prediction_id"] for record in store.records) == [
+        f"run-{n}" for n in range(5)
+    ]
+
+
+@pytest.mark.anyio
+async def test_two_api_processes_and_two_workers_lose_and_double_nothing(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    url, store = log_api
+    env = job_env(redis_server, url, AGENT_JOB_CONCURRENCY="16")
+    count = 500
+    with ExitStack() as stack:
+        apis = [stack.enter_context(served(tmp_path / f"api{n}.log", **env)) for n in (1, 2)]
+        for n in (1, 2):
+            stack.enter_context(worker(env, tmp_path / f"worker{n}.log"))
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def submit(n: int) -> str:
+                response = await client.post(
+                    f"{apis[n % 2]}/invoke/async", json=body(f"row {n}", f"run-{n}"), headers=AUTH
+                )
+                assert response.status_code == 202, response.text
+                status_url: str = response.json()["status_url"]
+                return status_url
+
+            urls = await asyncio.gather(*(submit(n) for n in range(count)))
+            # Read each status from the other API process: they share Redis.
+            done = [
+                await wait_for(client, u.replace(apis[n % 2], apis[(n + 1) % 2]), {"succeeded"})
+                for n, u in enumerate(urls)
+            ]
+    assert len({job["job_id"] for job in done}) == count
+    assert all(job["push"]["status"] == "pushed" for job in done)
+    assert store.answers == [200] * count  # none lost, none pushed twice
+    assert sorted(r["prediction_id"] for r in store.records) == sorted(
+        f"run-{n}" for n in range(count)
+    )
