@@ -60,9 +60,12 @@ bench: install
 	$(BIN)/python -m bench.invoke
 
 ## Coordinator rows/s vs wrk on a no-op endpoint, and its memory on 1M rows (BENCH_ARGS=--help).
-.PHONY: bench-coordinator
+.PHONY: bench-coordinator bench-jobs
 bench-coordinator: install
 	$(BIN)/python -m bench.coordinator $(BENCH_ARGS)
+
+bench-jobs: install
+	$(BIN)/python -m bench.jobs $(BENCH_ARGS)
 
 ## Re-pin requirements/*.lock from pyproject.toml (needs uv: `pip install uv`).
 lock:

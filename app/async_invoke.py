@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -52,6 +53,8 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
             job = jobs.new(envelope.input, metadata, trace_headers())
             try:
                 await jobs.submit(job)
+            except RedisError as exc:
+                raise _redis_unavailable(exc, run_id) from None
             except QueueFullError as exc:
                 raise ApiError(
                     503,
@@ -81,7 +84,10 @@ def status_handler(
 ) -> Callable[[Request, str], Awaitable[Response]]:
     async def status(request: Request, job_id: str) -> Response:
         authenticate(request)
-        job = await jobs.store.get(job_id)
+        try:
+            job = await jobs.store.get(job_id)
+        except RedisError as exc:
+            raise _redis_unavailable(exc, None) from None
         if job is None:
             return error_response(
                 404,
@@ -92,6 +98,17 @@ def status_handler(
         return Response(job.view().model_dump_json().encode(), media_type="application/json")
 
     return status
+
+
+def _redis_unavailable(exc: RedisError, run_id: str | None) -> ApiError:
+    return ApiError(
+        503,
+        "job_store_unavailable",
+        f"the job store (Redis) did not answer ({type(exc).__name__}); retry after "
+        f"{RETRY_AFTER_SECONDS} s",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        run_id=run_id,
+    )
 
 
 def add_job_routes(

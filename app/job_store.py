@@ -78,6 +78,10 @@ class MemoryJobStore:
             self._claims.pop(oldest.job_id, None)
 
 
+MAX_CONNECTIONS = 64
+CONNECTION_WAIT_SECONDS = 10
+
+
 class RedisJobStore:
     """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`.
 
@@ -95,7 +99,12 @@ class RedisJobStore:
         timeout_seconds: float,
         push_seconds: float,
     ) -> None:
-        self._redis = redis.asyncio.Redis.from_url(url)
+        # A blocking pool: a burst of submissions waits for a free connection instead of
+        # failing past the pool's size (redis-py's default pool raises at 100).
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_SECONDS
+        )
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
         self._prefix = namespace
         self._retention = max(1, int(retention_seconds))
         self._unfinished = max(1, int(timeout_seconds + retention_seconds))

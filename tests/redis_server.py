@@ -23,10 +23,13 @@ START_TIMEOUT = 10.0
 class RedisServer:
     """redis-server with its data in `directory`; `restart()` keeps the data (AOF on)."""
 
-    def __init__(self, binary: str, directory: Path, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, binary: str, directory: Path, *, appendonly: bool = True, fsync: str = "always"
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.appendonly = appendonly
+        self.fsync = fsync  # "always" in the tests: a restart loses nothing acknowledged
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -43,7 +46,7 @@ class RedisServer:
                 "--dir", str(self.directory),
                 "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always",
+                "--appendfsync", self.fsync,
                 "--protected-mode", "yes",
             ],
             stdout=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.main import create_app
 from coordinator.log_api import LogStore, create_log_api
@@ -56,6 +57,11 @@ def job_env(redis: RedisServer, log_url: str, **extra: str) -> dict[str, str]:
         "AGENT_PUSH_BACKOFF_SECONDS": "0.05",
         **extra,
     }
+
+
+def api_app(env: dict[str, str]) -> FastAPI:
+    """The API in this process, with the settings the workers get from `env`."""
+    return create_app(make_settings(**api_settings(env)))
 
 
 def api_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -132,8 +138,7 @@ async def test_a_worker_runs_the_job_and_pushes_its_result(
 ) -> None:
     url, store = log_api
     env = job_env(redis_server, url)
-    app = create_app(make_settings(**api_settings(env)))
-    async with client_for(app) as client:
+    async with client_for(api_app(env)) as client:
         response = await client.post("/invoke/async", json=body("Lisbon", "run-1"), headers=AUTH)
         assert response.status_code == 202, response.text
         status_url = response.json()["status_url"]
@@ -155,8 +160,7 @@ async def test_a_job_of_a_killed_worker_completes_on_another_and_is_pushed_once(
 ) -> None:
     url, store = log_api
     env = job_env(redis_server, url)
-    app = create_app(make_settings(**api_settings(env)))
-    async with client_for(app) as client:
+    async with client_for(api_app(env)) as client:
         response = await client.post(
             "/invoke/async", json=body("Oslo", "run-kill", seconds=3), headers=AUTH
         )
@@ -182,8 +186,7 @@ async def test_queued_jobs_survive_a_redis_restart(
 ) -> None:
     url, store = log_api
     env = job_env(redis_server, url)
-    app = create_app(make_settings(**api_settings(env)))
-    async with client_for(app) as client:
+    async with client_for(api_app(env)) as client:
         urls = []
         for n in range(5):
             response = await client.post(
@@ -192,8 +195,7 @@ async def test_queued_jobs_survive_a_redis_restart(
             assert response.status_code == 202, response.text
             urls.append(response.json()["status_url"])
     redis_server.restart()  # SIGTERM, then a new server on the same append-only file
-    app = create_app(make_settings(**api_settings(env)))
-    async with client_for(app) as client:
+    async with client_for(api_app(env)) as client:
         with worker(env, tmp_path / "worker.log"):
             done = [await wait_for(client, u, {"succeeded", "failed"}) for u in urls]
     assert [job["status"] for job in done] == ["succeeded"] * 5
@@ -236,3 +238,24 @@ async def test_two_api_processes_and_two_workers_lose_and_double_nothing(
     assert sorted(r["prediction_id"] for r in store.records) == sorted(
         f"run-{n}" for n in range(count)
     )
+
+
+@pytest.mark.anyio
+async def test_redis_down_gives_503_and_the_server_keeps_serving(
+    redis_server: RedisServer, log_api: tuple[str, LogStore]
+) -> None:
+    url, _ = log_api
+    env = job_env(redis_server, url)
+    async with client_for(api_app(env)) as client:
+        accepted = await client.post("/invoke/async", json=body("Rome", "run-a"), headers=AUTH)
+        redis_server.stop()
+        refused = await client.post("/invoke/async", json=body("Rome", "run-b"), headers=AUTH)
+        status = await client.get(accepted.json()["status_url"], headers=AUTH)
+        sync = await client.post("/invoke", json=body("Rome", "run-c"), headers=AUTH)
+    assert accepted.status_code == 202
+    for answer in (refused, status):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "5"
+        assert answer.json()["error"]["type"] == "job_store_unavailable"
+        assert redis_server.url not in answer.text
+    assert sync.status_code == 200  # the sync route does not need Redis
