@@ -104,7 +104,7 @@ class RedisJobStore:
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_SECONDS
         )
-        self._redis = redis.asyncio.Redis(connection_pool=pool)
+        self._redis = redis.asyncio.Redis.from_pool(pool)  # closes the pool with it
         self._prefix = namespace
         self._retention = max(1, int(retention_seconds))
         self._unfinished = max(1, int(timeout_seconds + retention_seconds))

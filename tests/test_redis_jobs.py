@@ -8,6 +8,7 @@ runs in-process or, for the scale-out test, as two `agent-endpoint serve` proces
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from app.main import create_app
 from coordinator.log_api import LogStore, create_log_api
 from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
 from tests.live import live_server
+from tests.otlp_receiver import OtlpReceiver
 from tests.processes import ROOT, clean_env
 from tests.redis_server import RedisServer
 from tests.servers import served
@@ -259,3 +261,66 @@ async def test_redis_down_gives_503_and_the_server_keeps_serving(
         assert answer.json()["error"]["type"] == "job_store_unavailable"
         assert redis_server.url not in answer.text
     assert sync.status_code == 200  # the sync route does not need Redis
+
+
+@pytest.mark.anyio
+async def test_the_jobs_spans_continue_the_request_trace_in_the_same_space(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    """API and worker as processes, both exporting to Arize (here: a live OTLP receiver)."""
+    url, _ = log_api
+    receiver = OtlpReceiver()
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with live_server(receiver.app) as collector:
+        env = job_env(
+            redis_server,
+            url,
+            OTEL_TRACES_EXPORTER="arize",
+            ARIZE_SPACE_ALLOWLIST="*",
+            ARIZE_COLLECTOR_ENDPOINT=collector,
+            AGENT_ARIZE_TRANSPORT="http",
+        )
+        with (
+            served(tmp_path / "api.log", **env) as api,
+            worker(env, tmp_path / "worker.log"),
+        ):
+            async with httpx.AsyncClient() as client:
+                response = await client.post(
+                    f"{api}/invoke/async",
+                    json=body("Kyoto", "run-trace"),
+                    headers={**AUTH, "traceparent": f"00-{trace_id}-{caller_span}-01"},
+                )
+                await wait_for(client, response.json()["status_url"], {"succeeded"})
+        spans = receiver.spans()  # both processes flushed their spans when they stopped
+    submission = next(s for s in spans if s.name.endswith("(async)"))
+    job = next(s for s in spans if s.name == "tests.agents:job")
+    assert submission.trace_id == job.trace_id == trace_id
+    assert submission.parent_id == caller_span
+    assert job.parent_id == submission.span_id
+    for span in (submission, job):
+        assert span.headers["arize-space-id"] == METADATA["space_id"]
+        assert span.attributes["arize.space_id"] == METADATA["space_id"]
+        assert json.loads(span.attributes["metadata"])["run_id"] == "run-trace"
+
+
+@pytest.mark.anyio
+async def test_sigterm_lets_the_running_job_finish(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    url, store = log_api
+    env = job_env(redis_server, url, AGENT_JOB_GRACE_SECONDS="20")
+    async with client_for(api_app(env)) as client:
+        response = await client.post(
+            "/invoke/async", json=body("Nara", "run-term", seconds=1.5), headers=AUTH
+        )
+        status_url = response.json()["status_url"]
+        with worker(env, tmp_path / "worker.log") as running:
+            await wait_for(client, status_url, {"running"})
+            running.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(running.wait, READY_TIMEOUT)
+        done = await status_of(client, status_url)
+    assert code == 0
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 1  # finished by the stopping worker, not run again
+    assert store.answers == [200]
+    assert "worker stopped" in (tmp_path / "worker.log").read_text()
