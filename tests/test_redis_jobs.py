@@ -114,6 +114,14 @@ def body(goal: str, run_id: str, seconds: float = 0) -> dict[str, Any]:
     }
 
 
+async def submit(client: httpx.AsyncClient, envelope: dict[str, Any]) -> str:
+    """POST /invoke/async in-process; the status URL of the accepted job."""
+    response = await client.post("/invoke/async", json=envelope, headers=AUTH)
+    assert response.status_code == 202, response.text
+    status_url: str = response.json()["status_url"]
+    return status_url
+
+
 async def status_of(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     response = await client.get(url, headers=AUTH)
     assert response.status_code == 200, response.text
@@ -163,10 +171,7 @@ async def test_a_job_of_a_killed_worker_completes_on_another_and_is_pushed_once(
     url, store = log_api
     env = job_env(redis_server, url)
     async with client_for(api_app(env)) as client:
-        response = await client.post(
-            "/invoke/async", json=body("Oslo", "run-kill", seconds=3), headers=AUTH
-        )
-        status_url = response.json()["status_url"]
+        status_url = await submit(client, body("Oslo", "run-kill", seconds=3))
         with worker(env, tmp_path / "first.log") as first:
             await wait_for(client, status_url, {"running"})
             first.kill()  # SIGKILL mid-job: no cleanup, no acknowledgement
@@ -310,10 +315,7 @@ async def test_sigterm_lets_the_running_job_finish(
     url, store = log_api
     env = job_env(redis_server, url, AGENT_JOB_GRACE_SECONDS="20")
     async with client_for(api_app(env)) as client:
-        response = await client.post(
-            "/invoke/async", json=body("Nara", "run-term", seconds=1.5), headers=AUTH
-        )
-        status_url = response.json()["status_url"]
+        status_url = await submit(client, body("Nara", "run-term", seconds=1.5))
         with worker(env, tmp_path / "worker.log") as running:
             await wait_for(client, status_url, {"running"})
             running.send_signal(signal.SIGTERM)
