@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the endpoint (settings from env / .env)")
     serve.add_argument("--host", help="bind address (default AGENT_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="bind port (default AGENT_PORT or PORT, 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default AGENT_WORKERS or WEB_CONCURRENCY, 1)"
+    )
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
 
     commands.add_parser("worker", help="run async jobs from Redis (REDIS_URL; AGENT_JOBS=redis)")
@@ -75,7 +77,7 @@ def _print_schema(settings: Settings, *, presets: bool) -> int:
 
 
 def _serve(
-    settings: Settings, host: str | None, port: int | None, workers: int, *, reload: bool
+    settings: Settings, host: str | None, port: int | None, workers: int | None, *, reload: bool
 ) -> int:
     import uvicorn  # noqa: PLC0415 - only the serve command needs it
 
@@ -85,12 +87,17 @@ def _serve(
     configure_logging(settings, uvicorn_loggers=True)
     # Build once up front so a bad configuration fails here, with one readable line.
     application = create_app(settings)
-    target = "app.main:app" if workers > 1 or reload else application
+    processes = workers or settings.workers
+    target = "app.main:app" if processes > 1 or reload else application
     uvicorn.run(
         target,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers,
+        workers=processes,
+        # Scheme and client address from a load balancer's X-Forwarded-* headers, from the
+        # proxies listed (the status URLs of async jobs are built from them).
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         reload=reload,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         log_level=settings.log_level.lower(),

@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AGENT_PORT", "PORT"),
         description="Bind port; PORT (set by PaaS platforms) works too.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("AGENT_WORKERS", "WEB_CONCURRENCY"),
+        description="Server processes of `agent-endpoint serve`; WEB_CONCURRENCY works too.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, or *).",
+    )
     log_level: str = Field(default="info", description="Python log level name.")
     log_format: Literal["text", "json"] = Field(
         default="text",

@@ -29,6 +29,7 @@ from coordinator.log_api import LogStore, create_log_api
 from tests.conftest import AUTH, KEY, METADATA, client_for, envelope, make_settings
 from tests.live import free_port, live_server
 from tests.processes import ROOT
+from tests.servers import served
 
 LOG_API_KEY = "log-api-key-0123456789abcdef"
 SPACE_KEY = "space-key-0123456789"
@@ -430,3 +431,17 @@ def test_jobs_off_means_no_async_route() -> None:
     paths = {getattr(route, "path", "") for route in app.routes}
     assert "/invoke/async" not in paths
     assert "/jobs/{job_id}" not in paths
+
+
+@pytest.mark.parametrize(("trusted", "scheme"), [("*", "https"), ("10.1.2.3", "http")])
+def test_the_status_url_follows_the_load_balancers_headers_it_trusts(
+    tmp_path: Path, trusted: str, scheme: str
+) -> None:
+    with served(tmp_path / "server.log", AGENT_FORWARDED_ALLOW_IPS=trusted) as url:
+        response = httpx.post(
+            f"{url}/invoke/async",
+            json=envelope(),
+            headers={**AUTH, "Host": "agent.example.com", "X-Forwarded-Proto": "https"},
+        )
+    assert response.status_code == 202, response.text
+    assert response.json()["status_url"].startswith(f"{scheme}://agent.example.com/jobs/job_")

@@ -33,7 +33,7 @@ from tests.servers import served
 
 LOG_API_KEY = "log-api-key-0123456789abcdef"
 SPACE_KEY = "space-key-0123456789"
-HEARTBEAT = "1"  # seconds: a killed worker's jobs move on quickly
+HEARTBEAT = "2"  # seconds: a killed worker's jobs move on quickly
 READY_TIMEOUT = 30.0
 
 
