@@ -77,13 +77,7 @@ class LocalJobs:
         self, settings: Settings, agent: Agent, tracing: Tracing, redact: Redactor
     ) -> None:
         store = MemoryJobStore(settings.job_retention_seconds, settings.push_budget_seconds)
-        self.runner = AgentRunner(
-            agent,
-            settings,
-            timeout=settings.job_timeout_seconds,
-            capacity=settings.job_concurrency,
-            timeout_variable="AGENT_JOB_TIMEOUT_SECONDS",
-        )
+        self.runner = job_agent_runner(agent, settings)
         self.pusher = build_pusher(settings, redact)
         self.job_runner = JobRunner(
             settings,
@@ -110,6 +104,19 @@ class LocalJobs:
         if self.pusher is not None:
             await self.pusher.close()
         await self.jobs.store.close()
+
+
+def job_agent_runner(agent: Agent, settings: Settings) -> AgentRunner:
+    """The agent under the jobs' limits. A job waits for a free slot rather than fail: a slot
+    stays taken while a timed-out sync agent's thread still runs (app/runner.py)."""
+    return AgentRunner(
+        agent,
+        settings,
+        timeout=settings.job_timeout_seconds,
+        capacity=settings.job_concurrency,
+        queue_wait=settings.job_timeout_seconds,
+        timeout_variable="AGENT_JOB_TIMEOUT_SECONDS",
+    )
 
 
 def redis_store(settings: Settings) -> RedisJobStore:

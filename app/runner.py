@@ -47,6 +47,7 @@ class AgentRunner:
         *,
         timeout: float | None = None,
         capacity: int | None = None,
+        queue_wait: float | None = None,
         timeout_variable: str = "AGENT_TIMEOUT_SECONDS",
     ) -> None:
         """The limits come from the settings of `POST /invoke`; jobs pass their own."""
@@ -54,7 +55,7 @@ class AgentRunner:
         self.timeout = timeout if timeout is not None else settings.timeout_seconds
         self.capacity = capacity if capacity is not None else settings.max_concurrency
         self._timeout_variable = timeout_variable
-        self.queue_wait = settings.queue_wait_seconds
+        self.queue_wait = queue_wait if queue_wait is not None else settings.queue_wait_seconds
         self.in_flight = 0
         self.draining = False
         self._waiters: deque[asyncio.Future[None]] = deque()

@@ -20,11 +20,10 @@ import dramatiq
 from app.entrypoint import load_agent
 from app.job_broker import QUEUE, build_broker, job_actor
 from app.job_runner import JobRunner
-from app.jobs import redis_store
+from app.jobs import job_agent_runner, redis_store
 from app.logs import configure_logging
 from app.redaction import Redactor
 from app.result_push import build_pusher
-from app.runner import AgentRunner
 from app.settings import Settings, SettingsError
 from app.tracing import Tracing
 
@@ -46,13 +45,7 @@ def run_worker(settings: Settings) -> int:
     tracing = Tracing.from_settings(settings, redact, agent.name)
     job_runner = JobRunner(
         settings,
-        runner=AgentRunner(
-            agent,
-            settings,
-            timeout=settings.job_timeout_seconds,
-            capacity=settings.job_concurrency,
-            timeout_variable="AGENT_JOB_TIMEOUT_SECONDS",
-        ),
+        runner=job_agent_runner(agent, settings),
         tracing=tracing,
         store=redis_store(settings),
         pusher=build_pusher(settings, redact),

@@ -445,3 +445,28 @@ def test_the_status_url_follows_the_load_balancers_headers_it_trusts(
         )
     assert response.status_code == 202, response.text
     assert response.json()["status_url"].startswith(f"{scheme}://agent.example.com/jobs/job_")
+
+
+def sleepy_sync(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+    time.sleep(float(input["seconds"]))
+    return "slept"
+
+
+@pytest.mark.anyio
+async def test_a_job_waits_for_the_slot_a_timed_out_sync_agent_still_holds() -> None:
+    settings = make_settings(
+        job_concurrency=1,
+        job_timeout_seconds=0.3,
+        input_schema_file=ROOT / "tests" / "open_schema.json",  # takes `seconds` too
+    )
+    async with client_for(create_app(settings, agent=sleepy_sync)) as client:
+        urls = []
+        for seconds in (0.5, 0):  # the first outlives its limit; its thread runs 0.2 s more
+            response = await client.post(
+                "/invoke/async", json=envelope(seconds=seconds), headers=AUTH
+            )
+            urls.append(response.json()["status_url"])
+        first, second = [await wait_finished(client, url) for url in urls]
+    assert first["error"]["type"] == "agent_timeout"
+    assert second["status"] == "succeeded", second  # waited for the thread, not refused
+    assert second["result"] == "slept"
