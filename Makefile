@@ -51,7 +51,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile .ci/images/*.Dockerfile
 
 format: install
 	$(BIN)/ruff check --fix .
