@@ -16,7 +16,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +25,7 @@ from app.errors import ERROR_RESPONSES, ApiError, ErrorBody, error_response
 from app.invoke import Acceptance
 from app.job import JobView
 from app.job_queue import QueueFullError
+from app.job_store import JobStoreUnavailableError
 from app.jobs import Jobs
 from app.settings import Settings
 from app.tracing import Tracing, trace_headers
@@ -53,8 +53,8 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
             job = jobs.new(envelope.input, metadata, trace_headers())
             try:
                 await jobs.submit(job)
-            except RedisError as exc:
-                raise _redis_unavailable(exc, run_id) from None
+            except JobStoreUnavailableError as exc:
+                raise _store_unavailable(exc, run_id) from None
             except QueueFullError as exc:
                 raise ApiError(
                     503,
@@ -86,8 +86,8 @@ def status_handler(
         authenticate(request)
         try:
             job = await jobs.store.get(job_id)
-        except RedisError as exc:
-            raise _redis_unavailable(exc, None) from None
+        except JobStoreUnavailableError as exc:
+            raise _store_unavailable(exc, None) from None
         if job is None:
             return error_response(
                 404,
@@ -100,12 +100,11 @@ def status_handler(
     return status
 
 
-def _redis_unavailable(exc: RedisError, run_id: str | None) -> ApiError:
+def _store_unavailable(exc: JobStoreUnavailableError, run_id: str | None) -> ApiError:
     return ApiError(
         503,
         "job_store_unavailable",
-        f"the job store (Redis) did not answer ({type(exc).__name__}); retry after "
-        f"{RETRY_AFTER_SECONDS} s",
+        f"the job store (Redis) did not answer ({exc}); retry after {RETRY_AFTER_SECONDS} s",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         run_id=run_id,
     )

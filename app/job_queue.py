@@ -46,10 +46,6 @@ class LocalJobQueue:
         except asyncio.QueueFull:
             raise QueueFullError(f"{self._queue.maxsize} jobs are already waiting") from None
 
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
     async def _consume(self) -> None:
         while True:
             job_id = await self._queue.get()

@@ -2,8 +2,8 @@
 
 - `MemoryJobStore`, the embedded mode's (`AGENT_JOBS=local`): a dict in the serving process,
   gone with it.
-- `RedisJobStore` (`AGENT_JOBS=redis`): one JSON document per job in Redis, shared by every
-  API replica and worker.
+- `RedisJobStore` (`AGENT_JOBS=redis`, in `app/redis_jobs.py`): one JSON document per job in
+  Redis, shared by every API replica and worker.
 
 Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end. `claim_push` makes
 the result push happen once per job even when two runs of the same job (a worker presumed
@@ -17,9 +17,11 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import Protocol
 
-import redis.asyncio
-
 from app.job import FINISHED, Job, now
+
+
+class JobStoreUnavailableError(Exception):
+    """The store (or the queue behind it) did not answer; the caller may retry later."""
 
 
 class JobStore(Protocol):
@@ -76,57 +78,3 @@ class MemoryJobStore:
                 return  # the oldest change is recent or unfinished: so is the rest, mostly
             self._jobs.popitem(last=False)
             self._claims.pop(oldest.job_id, None)
-
-
-MAX_CONNECTIONS = 64
-CONNECTION_WAIT_SECONDS = 10
-
-
-class RedisJobStore:
-    """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`.
-
-    An unfinished job expires too, after its time limit plus the retention, so a job whose
-    every run was lost does not stay in Redis for ever. A push claim lapses after the longest
-    a push can take, so a run that died while pushing does not block the push for good.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str,
-        retention_seconds: float,
-        timeout_seconds: float,
-        push_seconds: float,
-    ) -> None:
-        # A blocking pool: a burst of submissions waits for a free connection instead of
-        # failing past the pool's size (redis-py's default pool raises at 100).
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_SECONDS
-        )
-        self._redis = redis.asyncio.Redis.from_pool(pool)  # closes the pool with it
-        self._prefix = namespace
-        self._retention = max(1, int(retention_seconds))
-        self._unfinished = max(1, int(timeout_seconds + retention_seconds))
-        self._claim = max(1, int(push_seconds))  # the longest a push can take
-
-    def _key(self, kind: str, job_id: str) -> str:
-        return f"{self._prefix}:{kind}:{job_id}"
-
-    async def save(self, job: Job) -> None:
-        ttl = self._retention if job.status in FINISHED else self._unfinished
-        await self._redis.set(self._key("job", job.job_id), job.model_dump_json(), ex=ttl)
-
-    async def get(self, job_id: str) -> Job | None:
-        data = await self._redis.get(self._key("job", job_id))
-        return Job.model_validate_json(data) if data is not None else None
-
-    async def discard(self, job_id: str) -> None:
-        await self._redis.delete(self._key("job", job_id))
-
-    async def claim_push(self, job_id: str) -> bool:
-        key = self._key("push", job_id)
-        return bool(await self._redis.set(key, "1", nx=True, ex=self._claim))
-
-    async def close(self) -> None:
-        await self._redis.aclose()

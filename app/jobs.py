@@ -7,7 +7,8 @@
   durable: a restart loses queued and running jobs, and with several server processes a
   status request may reach a process that does not know the job.
 - `redis` (the default with `REDIS_URL`): jobs kept in Redis and queued through dramatiq's
-  Redis broker (`app/job_broker.py`); `agent-endpoint worker` processes run them
+  Redis broker (`app/redis_jobs.py`, `app/job_broker.py`); `agent-endpoint worker` processes
+  run them
   (`app/worker.py`). Any number of API replicas and workers; a job survives a lost worker
   and a Redis restart (with Redis persistence on).
 - `off`: no `POST /invoke/async`.
@@ -15,17 +16,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from app.entrypoint import Agent
 from app.envelope import ArizeMetadata
 from app.job import Job, JobStatus, PushState, new_job_id, now
-from app.job_broker import NAMESPACE, build_broker, job_actor
 from app.job_queue import LocalJobQueue
 from app.job_runner import JobRunner
-from app.job_store import JobStore, MemoryJobStore, RedisJobStore
+from app.job_store import JobStore, MemoryJobStore
 from app.redaction import Redactor
 from app.result_push import build_pusher
 from app.runner import AgentRunner
@@ -119,37 +118,6 @@ def job_agent_runner(agent: Agent, settings: Settings) -> AgentRunner:
     )
 
 
-def redis_store(settings: Settings) -> RedisJobStore:
-    assert settings.redis_url is not None  # noqa: S101 - Settings.check_jobs_configured
-    return RedisJobStore(
-        settings.redis_url.get_secret_value(),
-        namespace=NAMESPACE,
-        retention_seconds=settings.job_retention_seconds,
-        timeout_seconds=settings.job_timeout_seconds,
-        push_seconds=settings.push_budget_seconds,
-    )
-
-
-class RedisJobs:
-    """`AGENT_JOBS=redis`, the API side: store in Redis, enqueue for the workers."""
-
-    def __init__(self, settings: Settings, agent: Agent) -> None:
-        self._broker = build_broker(settings)
-        actor = job_actor(self._broker)
-
-        async def enqueue(job_id: str) -> None:
-            await asyncio.to_thread(actor.send, job_id)  # redis-py's client blocks
-
-        self.jobs = Jobs(settings, redis_store(settings), enqueue, f"{agent.name} (async)")
-
-    def start(self) -> None:
-        """Nothing to start: the workers run the jobs."""
-
-    async def close(self) -> None:
-        await self.jobs.store.close()
-        self._broker.close()
-
-
 class JobsRuntime(Protocol):
     jobs: Jobs
 
@@ -165,5 +133,8 @@ def build_jobs(
     if settings.jobs_mode == "local":
         return LocalJobs(settings, agent, tracing, redact)
     if settings.jobs_mode == "redis":
+        # Imported here: the Redis client and dramatiq cost every process about 8 MiB.
+        from app.redis_jobs import RedisJobs  # noqa: PLC0415
+
         return RedisJobs(settings, agent)
     return None

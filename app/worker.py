@@ -20,9 +20,10 @@ import dramatiq
 from app.entrypoint import load_agent
 from app.job_broker import QUEUE, build_broker, job_actor
 from app.job_runner import JobRunner
-from app.jobs import job_agent_runner, redis_store
+from app.jobs import job_agent_runner
 from app.logs import configure_logging
 from app.redaction import Redactor
+from app.redis_jobs import redis_store
 from app.result_push import build_pusher
 from app.settings import Settings, SettingsError
 from app.tracing import Tracing

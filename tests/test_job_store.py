@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from app.job import Job, JobStatus, PushState, now
-from app.job_store import JobStore, MemoryJobStore, RedisJobStore
+from app.job_store import JobStore, MemoryJobStore
+from app.redis_jobs import RedisJobStore
 from tests.redis_server import RedisServer
 
 RETENTION = 1.0
