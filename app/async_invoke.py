@@ -56,13 +56,11 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
             except JobStoreUnavailableError as exc:
                 raise _store_unavailable(exc, run_id) from None
             except QueueFullError as exc:
-                raise ApiError(
-                    503,
+                raise _retry_later(
                     "job_queue_full",
                     f"no room for another job ({exc}); retry after {RETRY_AFTER_SECONDS} s, or "
                     "raise AGENT_JOB_QUEUE_SIZE / AGENT_JOB_CONCURRENCY",
-                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                    run_id=run_id,
+                    run_id,
                 ) from None
             status_url = f"{str(request.base_url).rstrip('/')}/jobs/{job.job_id}"
             answer = {"job_id": job.job_id, "run_id": run_id, "status_url": status_url}
@@ -101,13 +99,13 @@ def status_handler(
 
 
 def _store_unavailable(exc: JobStoreUnavailableError, run_id: str | None) -> ApiError:
-    return ApiError(
-        503,
-        "job_store_unavailable",
-        f"the job store (Redis) did not answer ({exc}); retry after {RETRY_AFTER_SECONDS} s",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        run_id=run_id,
-    )
+    message = f"the job store (Redis) did not answer ({exc}); retry after {RETRY_AFTER_SECONDS} s"
+    return _retry_later("job_store_unavailable", message, run_id)
+
+
+def _retry_later(error_type: str, message: str, run_id: str | None) -> ApiError:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return ApiError(503, error_type, message, headers=headers, run_id=run_id)
 
 
 def add_job_routes(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -50,9 +50,8 @@ def normalised(span: ReadableSpan) -> dict[str, Any]:
     return data
 
 
-def test_the_same_calls_give_the_same_exported_span() -> None:
-    memory = InMemorySpanExporter()
-    provider = build_tracer_provider(make_settings(), Redactor([KEY]), SimpleSpanProcessor(memory))
+def started_light(provider: TracerProvider) -> tuple[LightSpan, Context]:
+    """A light span under PARENT, started as the request span is; and its parent context."""
     processors = processors_of(provider)
     assert processors is not None
     parent = trace.set_span_in_context(trace.NonRecordingSpan(PARENT), Context())
@@ -60,6 +59,13 @@ def test_the_same_calls_give_the_same_exported_span() -> None:
         "span", SpanKind.SERVER, {"start": "attr"}, parent
     )
     assert isinstance(light, LightSpan)
+    return light, parent
+
+
+def test_the_same_calls_give_the_same_exported_span() -> None:
+    memory = InMemorySpanExporter()
+    provider = build_tracer_provider(make_settings(), Redactor([KEY]), SimpleSpanProcessor(memory))
+    light, parent = started_light(provider)
     exercise(light)
     sdk = provider.get_tracer("agent-endpoint").start_span(
         "span", context=parent, kind=SpanKind.SERVER, attributes={"start": "attr"}
@@ -75,13 +81,7 @@ def test_the_same_calls_give_the_same_exported_span() -> None:
 
 def test_its_flat_tuple_is_its_readable_span_flattened() -> None:
     provider = build_tracer_provider(make_settings(), Redactor([KEY]))
-    processors = processors_of(provider)
-    assert processors is not None
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(PARENT), Context())
-    light = LightSpans(provider, processors, "agent-endpoint").start(
-        "span", SpanKind.SERVER, {"start": "attr"}, parent
-    )
-    assert isinstance(light, LightSpan)
+    light, _ = started_light(provider)
     exercise(light)
     flat = light.flat()
     assert flat == flatten(light.readable())
