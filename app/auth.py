@@ -1,10 +1,11 @@
 """The credential check, run on headers alone, before the body is read.
 
 Accepted: `Authorization: Bearer <key>` or `<AGENT_API_KEY_HEADER>: <key>` with any key of
-AGENT_API_KEYS (list old and new during a rotation). A request passes when any credential it
-presents matches: a platform in front of the service (Cloud Run IAM, an API gateway) may put
-its own token in `Authorization` while Arize sends the key in `X-API-Key`. Every comparison is
-constant-time, and no key or presented value is ever logged or echoed.
+AGENT_API_KEYS (list old and new during a rotation); AGENT_AUTH_MODE narrows that to one form.
+A request passes when any credential it presents matches: a platform in front of the service
+(Cloud Run IAM, an API gateway) may put its own token in `Authorization` while Arize sends the
+key in `X-API-Key`. Every comparison is constant-time, and no key or presented value is ever
+logged or echoed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ class Authenticator:
         self._keys = [key.get_secret_value().encode() for key in settings.api_keys]
         self._key_header = settings.api_key_header
         self._key_header_raw = settings.api_key_header.lower().encode("latin-1")
+        # The header names read for credentials; a form the mode leaves out is not looked at.
+        self._bearer = settings.auth_mode in {"any", "bearer"}
+        self._header = settings.auth_mode in {"any", "header"}
+        self._forms = " or ".join(
+            form
+            for form, used in (
+                ("`Authorization: Bearer <key>`", self._bearer),
+                (f"`{self._key_header}: <key>`", self._header),
+            )
+            if used
+        )
         self._required = {
             name: (name.lower().encode("latin-1"), value.get_secret_value().encode())
             for name, value in settings.required_headers.items()
@@ -39,17 +51,17 @@ class Authenticator:
         self._check_required(headers)
         if self.disabled:
             return
-        authorization = _values(headers, b"authorization")
-        api_key = _values(headers, self._key_header_raw)
+        authorization = _values(headers, b"authorization") if self._bearer else []
+        api_key = _values(headers, self._key_header_raw) if self._header else []
         if len(authorization) > 1 or len(api_key) > 1:
             raise self._reject(
-                "duplicated credential header: send exactly one Authorization or "
-                f"{self._key_header} header"
+                "duplicated credential header: send exactly one "
+                + ("Authorization" if len(authorization) > 1 else self._key_header)
+                + " header"
             )
         if not authorization and not api_key:
             raise self._reject(
-                f"missing credentials: send `Authorization: Bearer <key>` or "
-                f"`{self._key_header}: <key>` (Arize: agent configuration → Headers)"
+                f"missing credentials: send {self._forms} (Arize: agent configuration → Headers)"
             )
         candidates: list[bytes] = []
         problem = ""

@@ -232,22 +232,25 @@ AUTHENTICATED = frozenset({("/jobs/{job_id}", "get")})  # besides the invoke rou
 
 
 def _document_security(app: FastAPI, settings: Settings) -> None:
-    """Declare both credential forms in OpenAPI, so /docs has an Authorize button."""
+    """Declare the accepted credential forms in OpenAPI, so /docs has an Authorize button."""
     if settings.auth_disabled and not settings.api_keys:
         return
     build = app.openapi
+    header = settings.api_key_header
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
-            document.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": settings.api_key_header},
-            }
+            schemes: dict[str, dict[str, str]] = {}
+            if settings.auth_mode in {"any", "bearer"}:
+                schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            if settings.auth_mode in {"any", "header"}:
+                schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": header}
+            document.setdefault("components", {})["securitySchemes"] = schemes
             for path, methods in document["paths"].items():
                 for method, operation in methods.items():
                     if (path, method) in AUTHENTICATED or path.startswith(settings.invoke_path):
-                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                        operation["security"] = [{name: []} for name in schemes]
             app.openapi_schema = document
         return app.openapi_schema
 

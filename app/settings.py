@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated accepted keys (rotation: list both)."
     )
     api_key_header: str = Field(default="X-API-Key", description="API-key header name.")
+    auth_mode: Literal["any", "bearer", "header"] = Field(
+        default="any",
+        description="Credential forms accepted: `any` (Bearer or the API-key header), `bearer` "
+        "(Authorization only) or `header` (the API-key header only; Authorization is left to "
+        "a platform in front).",
+    )
     required_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description="Extra headers every request must carry, `Name=value,Name2=value2`.",

@@ -90,6 +90,55 @@ async def test_custom_api_key_header(build_app: AppFactory) -> None:
     assert "X-Agent-Token: <key>" in default.json()["error"]["message"]
 
 
+MODE_TABLE: list[tuple[str, str, Headers, int, str]] = [
+    ("bearer", "bearer key", [("Authorization", f"Bearer {KEY}")], 200, ""),
+    (
+        "bearer",
+        "key in the api-key header is not looked at",
+        [("X-API-Key", KEY)],
+        401,
+        "send `Authorization: Bearer <key>` (Arize",
+    ),
+    (
+        "bearer",
+        "a second api-key header does not count as a duplicate",
+        [("Authorization", f"Bearer {KEY}"), ("X-API-Key", "a"), ("X-API-Key", "b")],
+        200,
+        "",
+    ),
+    ("header", "api-key header", [("X-API-Key", KEY)], 200, ""),
+    (
+        "header",
+        "bearer key is not looked at",
+        [("Authorization", f"Bearer {KEY}")],
+        401,
+        "send `X-API-Key: <key>` (Arize",
+    ),
+    (
+        "header",
+        "Authorization left to a platform in front",
+        [("Authorization", "Basic cGxhdGZvcm06dG9rZW4="), ("X-API-Key", KEY)],
+        200,
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "headers", "status", "message"),
+    [pytest.param(mode, h, s, m, id=f"{mode}: {name}") for mode, name, h, s, m in MODE_TABLE],
+)
+async def test_auth_mode_accepts_one_form(
+    build_app: AppFactory, mode: str, headers: Headers, status: int, message: str
+) -> None:
+    async with client_for(build_app(auth_mode=mode)) as client:
+        response = await client.post("/invoke", json=envelope(), headers=httpx.Headers(headers))
+        security = (await client.get("/openapi.json")).json()["components"]["securitySchemes"]
+    assert response.status_code == status, response.text
+    assert message in response.text
+    assert list(security) == (["bearer"] if mode == "bearer" else ["apiKey"])
+
+
 @pytest.mark.parametrize(
     ("extra", "status", "message"),
     [
