@@ -6,6 +6,8 @@ environment variable is the field name upper-cased with the `AGENT_` prefix.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -422,10 +424,18 @@ class Settings(BaseSettings):
             )
 
 
+ENV_FILE_VARIABLE = "AGENT_ENV_FILE"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, turning validation errors into one readable line."""
+    """Read settings from the environment, turning validation errors into one readable line.
+
+    The dotenv file is `.env` in the working directory, or AGENT_ENV_FILE (empty: none); the
+    environment wins over it.
+    """
     from pydantic import ValidationError  # noqa: PLC0415 - only needed on this path
 
+    overrides.setdefault("_env_file", os.environ.get(ENV_FILE_VARIABLE, ".env") or None)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

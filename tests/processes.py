@@ -11,10 +11,13 @@ ROOT = Path(__file__).parent.parent
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without AGENT_*/OTEL_*/ARIZE_*/PORT, plus `extra`."""
+    """The test process's environment without AGENT_*/OTEL_*/ARIZE_*/PORT, plus `extra`.
+
+    A developer's `.env` in the project is not read either (AGENT_ENV_FILE empty).
+    """
     own = ("AGENT_", "OTEL_", "ARIZE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(own) and k != "PORT"}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
+    return {**env, "PYTHONPATH": str(ROOT), "AGENT_ENV_FILE": "", **extra}
 
 
 def run_python(

@@ -35,6 +35,18 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     assert settings.api_keys[0].get_secret_value() == KEY
 
 
+def test_env_file_variable_names_the_dotenv_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("AGENT_TIMEOUT_SECONDS=42\n")
+    (tmp_path / "staging.env").write_text("AGENT_TIMEOUT_SECONDS=7\n")
+    assert load_settings().timeout_seconds == 42
+    monkeypatch.setenv("AGENT_ENV_FILE", str(tmp_path / "staging.env"))
+    assert load_settings().timeout_seconds == 7
+    monkeypatch.setenv("AGENT_ENV_FILE", "")
+    assert load_settings().timeout_seconds == Settings.model_fields["timeout_seconds"].default
+
+
 def test_required_headers_are_name_value_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_REQUIRED_HEADERS", "X-Team=alpha, X-Env = prod")
     settings = Settings(api_keys=[KEY])
