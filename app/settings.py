@@ -7,7 +7,6 @@ environment variable is the field name upper-cased with the `AGENT_` prefix.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Annotated, Literal
 
