@@ -93,10 +93,15 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
 
     # Kubernetes and PaaS objects are named after the service. The console command inside the
     # image keeps its name (`agent-endpoint serve`): only names, labels and values change.
-    for path in [*sorted((root / "deploy").rglob("*.yaml")), root / "render.yaml"]:
+    deploy_files = [p for p in sorted((root / "deploy").rglob("*")) if p.is_file()]
+    for path in [*deploy_files, root / "render.yaml"]:
         deploy = Rewrite(path)
         deploy.sub(DEPLOY_NAME, service)
         deploy.save()
+    # The manifests' test checks every object is named after the service.
+    manifests_test = Rewrite(root / "tests" / "test_deploy_manifests.py")
+    manifests_test.sub(rf'(?m)^SERVICE = "{TEMPLATE_NAME}"', f'SERVICE = "{service}"')
+    manifests_test.save()
 
     env = root / ".env"
     if not env.exists():

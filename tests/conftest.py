@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.entrypoint import AgentFunction
 from app.exporters import build_tracer_provider
@@ -39,10 +40,25 @@ def envelope(goal: str = "Plan a 3-day trip to Tokyo", **input_extra: Any) -> di
     return {"input": {"goal": goal, **input_extra}, "arize_metadata": dict(METADATA)}
 
 
+class ArgumentsOnly(Settings):
+    """Settings that read their keyword arguments and nothing else."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def make_settings(**overrides: Any) -> Settings:
-    """Settings from keyword arguments only: the developer's environment and .env are ignored."""
-    values: dict[str, Any] = {"api_keys": [KEY], **overrides}
-    return Settings.model_validate(values)
+    """Settings from keyword arguments only: the developer's environment and .env are ignored
+    (a generated project's tests run next to its .env)."""
+    return ArgumentsOnly(**{"api_keys": [KEY], **overrides})
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings, variable_name
+from tests.conftest import make_settings
 from tests.live import live_server
 
 ROOT = Path(__file__).parent.parent
@@ -45,7 +46,7 @@ def test_readme_curl_example_works() -> None:
     headers = dict(re.findall(r"-H '([^:]+): ([^']+)'", text))
     assert url is not None
     assert body is not None
-    settings = Settings.model_validate({"auth_disabled": True})
+    settings = make_settings(api_keys=[], auth_disabled=True)
     with live_server(create_app(settings)) as base:
         response = httpx.post(base + url.group(1), content=body.group(1), headers=headers)
     assert response.status_code == 200, response.text

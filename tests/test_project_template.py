@@ -84,7 +84,9 @@ def test_the_project_is_renamed(project: Path) -> None:
     assert compose["services"]["agent"]["image"] == "support-triage:local"
     assert compose["services"]["agent"]["ports"] == ["127.0.0.1:${AGENT_PORT:-8123}:8000"]
 
-    for path in [*(project / "deploy").rglob("*.yaml"), project / "render.yaml"]:
+    deploy_files = [path for path in (project / "deploy").rglob("*") if path.is_file()]
+    assert len(deploy_files) >= 5
+    for path in [*deploy_files, project / "render.yaml"]:
         text = path.read_text()
         assert "triage-svc" in text, path
         # Only the console command inside the image keeps the template's name.
