@@ -97,6 +97,16 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
     for path in [*deploy_files, root / "render.yaml"]:
         deploy = Rewrite(path)
         deploy.sub(DEPLOY_NAME, service)
+        if path.name in {"configmap.yaml", "render.yaml"}:
+            quote = '"' if path.name == "configmap.yaml" else ""
+            deploy.sub(
+                rf"(AGENT_AUTH_MODE\W+(?:value: )?){quote}any{quote}\n",
+                _value(answers.auth_mode, quote),
+            )
+            deploy.sub(
+                rf"(AGENT_API_KEY_HEADER\W+(?:value: )?){quote}X-API-Key{quote}\n",
+                _value(header, quote),
+            )
         deploy.save()
     # The manifests' test checks every object is named after the service.
     manifests_test = Rewrite(root / "tests" / "test_deploy_manifests.py")
@@ -111,6 +121,11 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
         )
         env.touch(mode=0o600)
         env.write_text(text, encoding="utf-8")
+
+
+def _value(value: str, quote: str) -> Callable[[re.Match[str]], str]:
+    """Keep what precedes a YAML value (its key), replace the value."""
+    return lambda match: f"{match[1]}{quote}{value}{quote}\n"
 
 
 def main() -> None:

@@ -93,6 +93,19 @@ def test_the_project_is_renamed(project: Path) -> None:
         rest = re.sub(r"agent-endpoint (serve|worker)\b", "", text)
         assert "agent-endpoint" not in rest, path
 
+    # Deployed services take the auth answers too (they read no .env).
+    config = yaml.safe_load((project / "deploy" / "kubernetes" / "configmap.yaml").read_text())
+    assert (config["data"]["AGENT_AUTH_MODE"], config["data"]["AGENT_API_KEY_HEADER"]) == (
+        "header",
+        "X-Agent-Key",
+    )
+    render = yaml.safe_load((project / "render.yaml").read_text())
+    render_env = {item["key"]: item.get("value") for item in render["services"][0]["envVars"]}
+    assert (render_env["AGENT_AUTH_MODE"], render_env["AGENT_API_KEY_HEADER"]) == (
+        "header",
+        "X-Agent-Key",
+    )
+
     answers = yaml.safe_load((project / ".copier" / "answers.yml").read_text())
     assert answers["service_name"] == "triage-svc"
     assert answers["auth_mode"] == "header"
