@@ -67,8 +67,9 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
     readme.sub(
         rf"\A# {TEMPLATE_NAME}\n",
         f"# {name}\n\nMade from the {TEMPLATE_NAME} template (the answers are in "
-        "`.copier/answers.yml`; `copier update --trust` brings in its later changes). `.env` "
-        "holds this project's key (`AGENT_API_KEYS`), so `make serve` checks it: send "
+        "`.copier/answers.yml`; `copier update --trust -a .copier/answers.yml` brings in its "
+        "later changes). `.env` holds this project's key (`AGENT_API_KEYS`), so `make serve` "
+        "checks it: send "
         f"`{credential}`.\n",
     )
     readme.sub(TEMPLATE_BLOCK, "\n")

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from copier import run_copy
+from copier import run_copy, run_update
 from copier.errors import DirtyLocalWarning
 
 from app.settings import Settings
@@ -191,6 +191,63 @@ OPTIONS = [
     "--auth-mode=any",
     "--api-key-header=X-API-Key",
 ]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_update_brings_in_template_changes_and_keeps_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`copier update --trust -a .copier/answers.yml`, as the README says, after the template
+    changed: the change arrives, the renaming and the answers stay, `.env` is untouched."""
+    for variable in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{variable}_NAME", "test")
+        monkeypatch.setenv(f"GIT_{variable}_EMAIL", "test@example.com")
+    template = tmp_path / "template"
+    git(tmp_path, "clone", "--quiet", str(ROOT), str(template))
+    project = generate(tmp_path / "project", project_name="Support Triage", port=8123)
+    answers = yaml.safe_load((project / ".copier" / "answers.yml").read_text())
+    assert answers["_src_path"] == str(ROOT)
+    # Point the project at the clone, as if it had been generated from it.
+    (project / ".copier" / "answers.yml").write_text(
+        yaml.safe_dump(
+            {
+                **answers,
+                "_src_path": str(template),
+                "_commit": git(template, "rev-parse", "HEAD").strip(),
+            }
+        )
+    )
+    env_before = (project / ".env").read_bytes()
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", "generated")
+
+    example = template / ".env.example"
+    example.write_text(
+        example.read_text().replace("AGENT_MAX_CONCURRENCY=64", "AGENT_MAX_CONCURRENCY=65")
+    )
+    git(template, "commit", "--quiet", "--all", "-m", "a template change")
+    run_update(
+        project,
+        answers_file=".copier/answers.yml",
+        defaults=True,
+        overwrite=True,
+        unsafe=True,
+        quiet=True,
+        vcs_ref="HEAD",
+    )
+    updated = (project / ".env.example").read_text()
+    assert "AGENT_MAX_CONCURRENCY=65" in updated
+    assert "AGENT_PORT=8123" in updated
+    assert 'name = "support-triage"' in (project / "pyproject.toml").read_text()
+    assert (project / ".env").read_bytes() == env_before
+    changed = git(project, "status", "--porcelain").split("\n")
+    assert sorted(line[3:] for line in changed if line) == [".copier/answers.yml", ".env.example"]
 
 
 @pytest.mark.live
