@@ -73,6 +73,7 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
         f"`{credential}`.\n",
     )
     readme.sub(TEMPLATE_BLOCK, "\n")
+    readme.sub(r"(?m)^\.ci/template-check .*\n", "")  # in the Development commands
     # Local URLs take the chosen port; inside a container the service keeps listening on 8000.
     readme.sub(r"\b(127\.0\.0\.1|localhost):8000\b", lambda match: f"{match[1]}:{port}")
     readme.save()
@@ -113,6 +114,11 @@ def customize(root: Path, answers: argparse.Namespace) -> None:
     manifests_test = Rewrite(root / "tests" / "test_deploy_manifests.py")
     manifests_test.sub(rf'(?m)^SERVICE = "{TEMPLATE_NAME}"', f'SERVICE = "{service}"')
     manifests_test.save()
+
+    # The template's own check is not part of the new project (copier.yml excludes it).
+    ci = Rewrite(root / ".ci" / "run")
+    ci.sub(r'echo "== template check"\n\.ci/template-check\n\n', "")
+    ci.save()
 
     env = root / ".env"
     if not env.exists():

@@ -76,6 +76,7 @@ def test_the_project_is_renamed(project: Path) -> None:
     assert readme.startswith("# Support Triage\n")
     assert "template-only" not in readme
     assert "Start your own project" not in readme
+    assert "template-check" not in readme
     assert "http://127.0.0.1:8123/invoke" in readme
     assert "127.0.0.1:8000" not in readme
 
@@ -112,6 +113,10 @@ def test_the_project_is_renamed(project: Path) -> None:
     assert answers["_commit"]
 
     assert [path for path in TEMPLATE_ONLY if (project / path).exists()] == []
+    ci = (project / ".ci" / "run").read_text()
+    assert "template-check" not in ci
+    assert "make test" in ci
+    assert ".ci/container-check" in ci
     assert all((ROOT / path).exists() for path in TEMPLATE_ONLY if path != ".ci/template-check")
 
 
