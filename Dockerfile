@@ -56,7 +56,9 @@ COPY --from=build /opt/venv /opt/venv
 # The working directory is where `my_agent:run` and an `.env` are looked up: mount or COPY
 # your agent module here in an image FROM this one.
 WORKDIR /srv
-USER 10001:10001
+# Numeric, so Kubernetes' runAsNonRoot can verify it; the uid alone (the group is the user's
+# own), which `docker compose watch` can resolve when it copies edited files in.
+USER 10001
 
 EXPOSE 8000
 # Liveness from inside the container (no curl in slim images): GET /healthz on $PORT.

@@ -123,9 +123,16 @@ def _settings(container: Document, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def _dockerfile_user() -> tuple[int, int]:
-    match = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
-    assert match is not None, "Dockerfile: no `USER uid:gid` line"
-    return int(match.group(1)), int(match.group(2))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    user = re.search(r"^USER (\d+)$", dockerfile, re.MULTILINE)
+    assert user is not None, "Dockerfile: no numeric `USER uid` line"
+    # The user's group: the gid of the group `useradd --gid` names.
+    account = re.search(
+        rf"groupadd .*--gid (\d+) (\w+).*useradd .*--uid {user[1]} --gid (\w+)", dockerfile, re.S
+    )
+    assert account is not None, "Dockerfile: no groupadd/useradd of the user"
+    assert account[2] == account[3], "Dockerfile: the user's group is not the one created"
+    return int(user[1]), int(account[1])
 
 
 def _project_version() -> str:
