@@ -48,14 +48,14 @@ test: install install-phoenix lint
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check . .ci/probe
+	$(BIN)/ruff format --check . .ci/probe
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile .ci/images/*.Dockerfile
 
 format: install
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix . .ci/probe
+	$(BIN)/ruff format . .ci/probe
 
 bench: install
 	$(BIN)/python -m bench.invoke
