@@ -1,8 +1,8 @@
 """THE file you edit: your agent.
 
 The service calls `run(input, ctx)` once per dataset row:
-- `input` is the body you templated in Arize (the envelope's `input`), already checked against
-  `app/input_schema.json`;
+- `input` is the body you templated in Arize (the same dict whether Arize sent it flat or
+  wrapped), already checked against `app/input_schema.json`;
 - `ctx` carries `ctx.config` (`input["config"]`, filled by presets), `ctx.metadata` (Arize's ids),
   `ctx.logger`, `ctx.time_left()` and `ctx.cancelled`.
 Return anything JSON-serializable (a dict, a list, a pydantic model): Arize stores it verbatim.
@@ -46,6 +46,7 @@ def weather_forecast(city: str, day: int) -> dict[str, Any]:
 
 
 async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """Plans a short city trip with tool calls (an offline example: no model, no API key)."""
     goal: str = input["goal"]
     model = str(ctx.config.get("model", "rule-based-planner"))
     max_turns = int(ctx.config.get("max_turns", 12))

@@ -3,6 +3,7 @@
 agent-endpoint serve [--host H] [--port P] [--workers N] [--reload]
 agent-endpoint worker            (runs async jobs from Redis: REDIS_URL)
 agent-endpoint schema [--presets]
+agent-endpoint card --url https://my-agent.example.com [--async] [--json]
 
 More commands come from installed packages through the `agent_endpoint.commands` entry point
 (this repository's `coordinator` registers `agent-endpoint coordinator ...`), so this module
@@ -18,11 +19,12 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from app.card import CardError, build_card
 from app.entrypoint import AgentLoadError
 from app.input_schema import InputSchema, SchemaFileError
 from app.settings import Settings, SettingsError, load_settings
 
-CONFIG_ERRORS = (SettingsError, AgentLoadError, SchemaFileError)
+CONFIG_ERRORS = (SettingsError, AgentLoadError, SchemaFileError, CardError)
 EXIT_CONFIG = 2
 PLUGIN_GROUP = "agent_endpoint.commands"
 
@@ -47,6 +49,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = commands.add_parser("schema", help="print the input JSON Schema to paste into Arize")
     schema.add_argument("--presets", action="store_true", help="print the presets instead")
 
+    card = commands.add_parser(
+        "card", help="print what to paste into Arize's New Agent form (never a key)"
+    )
+    card.add_argument(
+        "--url", required=True, help="the public base URL (or the exact route URL) of this server"
+    )
+    card.add_argument(
+        "--async", dest="asynchronous", action="store_true", help="register POST /invoke/async"
+    )
+    card.add_argument("--name", help="the agent's name in Arize (default OTEL_SERVICE_NAME)")
+    card.add_argument("--description", help="one line (default the agent function's docstring)")
+    card.add_argument("--json", action="store_true", help="print the card as JSON")
+
     for plugin in entry_points(group=PLUGIN_GROUP):
         plugin.load()(commands)
 
@@ -60,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "schema":
             return _print_schema(settings, presets=args.presets)
+        if args.command == "card":
+            return _print_card(settings, args)
         if args.command == "worker":
             from app.worker import run_worker  # noqa: PLC0415 - only this command needs it
 
@@ -73,6 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_schema(settings: Settings, *, presets: bool) -> int:
     schema = InputSchema.from_files(settings.input_schema_file, settings.presets_file)
     print(json.dumps(schema.presets if presets else schema.schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _print_card(settings: Settings, args: argparse.Namespace) -> int:
+    card = build_card(
+        settings,
+        args.url,
+        asynchronous=args.asynchronous,
+        name=args.name,
+        description=args.description,
+    )
+    if args.json:
+        print(json.dumps(card.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print(card.as_text(), end="")
     return 0
 
 

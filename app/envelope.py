@@ -1,98 +1,117 @@
-"""The envelope Arize POSTs for every dataset row, and the diagnostics for its common mistakes.
+"""The body Arize POSTs for every dataset row, read in either of its two live shapes.
 
-    {"input": {...the body you templated...},
-     "arize_metadata": {"dataset_id", "experiment_id", "run_id", "example_id", "space_id",
-                        "project_name"?, ...}}
+Arize documents two shapes, and both are sent today:
 
-Extra keys are kept at both levels. Each diagnostic names the fix, because the person reading
-it is usually looking at Arize's experiment table, not at this code.
+- **flat**, the Agent Playground's (arize.com/docs/ax/improve/agent-playground): "These fields
+  are sent at the top level of the request body, with `arize_metadata` added beside them";
+  placeholders are `{{dataset.column}}`, and a chosen preset's fields are merged in at the top
+  level. Everything but `arize_metadata` is the agent's input:
+
+      {"goal": "Plan a 3-day trip to Tokyo", "config": {...}, "arize_metadata": {...}}
+
+- **wrapped**, the agent setup page's (seed `003_…`): "Arize wraps the body you template into
+  an envelope"; placeholders are `{{column}}`, presets fill `config`:
+
+      {"input": {"goal": "...", "config": {...}}, "arize_metadata": {...}}
+
+The rule (`AGENT_BODY_SHAPE=auto`, the default): a body whose `input` is not a JSON object is
+flat (`{"input": "{{dataset.input}}"}` is a natural flat template). A body whose `input` is an
+object could be either, so the input schema decides: the reading the schema accepts wins; when
+it accepts both or neither, a body with other fields beside `input`, or a schema that itself
+declares an `input` property, is flat, and anything else is wrapped. `AGENT_BODY_SHAPE=wrapped`
+or `flat` fixes the reading for an operator who knows which page their team uses. Either way
+the agent's `input` and `ctx.config` (`input["config"]`) mean the same thing.
+
+`arize_metadata` (`dataset_id`, `experiment_id`, `run_id`, `example_id`, `space_id`, maybe
+`project_name`, maybe more) is for correlation and never refuses a run: missing ids, wrong
+types, extra keys or `{}` give warnings (on the span and in the log), not a 4xx.
+
+Every scan of request data here is linear in its size and iterative (no regular expression
+that can backtrack, no recursion a deep body can exhaust): a request must never hold the event
+loop for long, whatever it holds.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from app.errors import ApiError
 
-PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+Shape = Literal["wrapped", "flat"]
+ShapeSetting = Literal["auto", "wrapped", "flat"]
 
-EXAMPLE_ENVELOPE: dict[str, Any] = {
-    "input": {
-        "goal": "Plan a 3-day trip to Tokyo",
-        "config": {"model": "claude-sonnet-4-5", "max_turns": 12},
-    },
-    "arize_metadata": {
-        "dataset_id": "RGF0YXNldDox",
-        "experiment_id": "RXhwZXJpbWVudDox",
-        "run_id": "RXhwZXJpbWVudFJ1bjox",
-        "example_id": "RGF0YXNldEV4YW1wbGU6MQ==",
-        "space_id": "U3BhY2U6MQ==",
-        "project_name": "customer-support-v2",
-    },
+EXAMPLE_METADATA: dict[str, str] = {
+    "dataset_id": "RGF0YXNldDox",
+    "experiment_id": "RXhwZXJpbWVudDox",
+    "run_id": "RXhwZXJpbWVudFJ1bjox",
+    "example_id": "RGF0YXNldEV4YW1wbGU6MQ==",
+    "space_id": "U3BhY2U6MQ==",
+    "project_name": "customer-support-v2",
 }
+EXAMPLE_INPUT: dict[str, Any] = {
+    "goal": "Plan a 3-day trip to Tokyo",
+    "config": {"model": "claude-sonnet-4-5", "max_turns": 12},
+}
+# The Agent Playground's body first: it is what users meet in Arize today.
+EXAMPLE_FLAT: dict[str, Any] = {**EXAMPLE_INPUT, "arize_metadata": EXAMPLE_METADATA}
+EXAMPLE_WRAPPED: dict[str, Any] = {"input": EXAMPLE_INPUT, "arize_metadata": EXAMPLE_METADATA}
 
-
-RUN_ID_FIELDS = frozenset(
-    {"dataset_id", "experiment_id", "run_id", "example_id", "space_id", "project_name"}
-)
+RUN_ID_FIELDS = ("dataset_id", "experiment_id", "run_id", "example_id", "space_id", "project_name")
+# The ids Arize always sends; `project_name` is optional (tracing page).
+EXPECTED_IDS = RUN_ID_FIELDS[:5]
+MAX_LISTED = 20  # placeholders, keys or warnings named in one message
+MAX_NAME_CHARS = 80  # a placeholder name or key quoted in a message is cut past this
 
 
 class ArizeMetadata(BaseModel):
-    """IDs Arize appends to every request; use them to stamp spans and pushed results."""
+    """IDs Arize appends to every request; use them to stamp spans and pushed results.
+
+    Every id is optional: a run is never refused over its metadata (`read_metadata`).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    dataset_id: str
-    experiment_id: str
-    run_id: str
-    example_id: str
-    space_id: str
+    dataset_id: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    example_id: str | None = None
+    space_id: str | None = None
     project_name: str | None = None
 
     def run_ids(self) -> dict[str, str]:
-        """The ids above, without extras and without an unset project."""
+        """The ids above that are present, without extras."""
         return self.model_dump(include=set(RUN_ID_FIELDS), exclude_none=True)
 
 
-class InvokeRequest(BaseModel):
-    """The envelope: your templated body under `input`, Arize's IDs under `arize_metadata`."""
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One request read: the agent's input, Arize's ids, the reading used and its warnings.
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE_ENVELOPE]})
+    `alternative` is the other reading's input when both were possible (auto mode), so a body
+    that fits neither can be diagnosed under both.
+    """
 
-    input: dict[str, Any] = Field(description="The body templated in Arize, hydrated per row.")
-    arize_metadata: ArizeMetadata | None = Field(
-        default=None,
-        description="Appended by Arize on every request; optional for local testing.",
-    )
+    input: dict[str, Any]
+    arize_metadata: ArizeMetadata | None
+    shape: Shape
+    warnings: tuple[str, ...] = ()
+    alternative: dict[str, Any] | None = None
+    wrapped_possible: bool = True
 
-
-JSON_CONTENT_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
-
-
-def check_content_type(content_type: str | None) -> None:
-    """415 unless the body is declared as JSON."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if not JSON_CONTENT_TYPE.match(media_type):
-        shown = media_type or "none"
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type is {shown}; send the body as JSON with `Content-Type: application/json`",
-        )
+    @property
+    def run_id(self) -> str | None:
+        return self.arize_metadata.run_id if self.arize_metadata else None
 
 
-def parse_envelope(body: bytes) -> InvokeRequest:
-    """Parse and diagnose the raw body; every failure is a 4xx that names the fix."""
+def parse_document(body: bytes, example: str) -> dict[str, Any]:
+    """The body as a JSON object; every failure is a 4xx that names the fix."""
     if not body.strip():
-        raise ApiError(
-            400,
-            "empty_body",
-            'the request body is empty; send {"input": {...}, "arize_metadata": {...}}',
-        )
+        raise ApiError(400, "empty_body", f"the request body is empty; send {example}")
     try:
         document = json.loads(body.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -107,88 +126,251 @@ def parse_envelope(body: bytes) -> InvokeRequest:
             f"the request body is not valid JSON{where}: check the body template in Arize "
             "for unquoted placeholders or trailing commas",
         ) from None
+    except RecursionError:
+        raise ApiError(
+            400,
+            "invalid_json",
+            "the request body nests arrays or objects too deeply to read; send a flatter body",
+        ) from None
     if not isinstance(document, dict):
         raise ApiError(
             422,
             "invalid_envelope",
-            f"the request body is a JSON {_json_kind(document)}; Arize sends an object "
-            '{"input": {...}, "arize_metadata": {...}}',
+            f"the request body is a JSON {json_kind(document)}; Arize sends a JSON object "
+            f"such as {example}",
         )
-    if "input" not in document:
-        keys = ", ".join(sorted(document)) or "none"
-        raise ApiError(
-            422,
-            "body_not_wrapped",
-            "no `input` key: Arize wraps your templated body in `input`, so send "
-            '{"input": {...your body...}, "arize_metadata": {...}}; '
-            f"this body has top-level keys: {keys}",
-        )
-    if not isinstance(document["input"], dict):
-        raise ApiError(
-            422,
-            "invalid_envelope",
-            f"`input` is a JSON {_json_kind(document['input'])}; the body template in Arize "
-            'must be a JSON object such as {"goal": "{{input}}"}',
-        )
-    try:
-        return InvokeRequest.model_validate(document)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise ApiError(
-            422,
-            "invalid_metadata",
-            f"invalid envelope ({problems}); `arize_metadata` is filled in by Arize "
-            "and holds string ids: dataset_id, experiment_id, run_id, example_id, space_id",
-        ) from None
+    return document
 
 
-def find_placeholders(value: Any, path: str = "input") -> list[tuple[str, str]]:
-    """Every `{{column}}` left unfilled, as (json path, placeholder name) pairs."""
-    found: list[tuple[str, str]] = []
-    if isinstance(value, str):
-        if "{{" in value:
-            found.extend((path, name) for name in PLACEHOLDER.findall(value))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found.extend(find_placeholders(item, f"{path}.{key}"))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(find_placeholders(item, f"{path}[{index}]"))
-    return found
+def read_envelope(
+    document: dict[str, Any],
+    setting: ShapeSetting,
+    accepts: Callable[[dict[str, Any]], bool],
+    schema_declares_input: bool,
+) -> Envelope:
+    """Read a body as flat or wrapped (module docstring); `accepts` is the input schema's."""
+    metadata, warnings = read_metadata(document.get("arize_metadata"))
+    flat = {key: value for key, value in document.items() if key != "arize_metadata"}
+    inner = flat.get("input")
+    wrapped_possible = isinstance(inner, dict)
+    if setting == "wrapped":
+        if not isinstance(inner, dict):
+            raise _not_wrapped(flat, inner)
+        return Envelope(inner, metadata, "wrapped", warnings)
+    if setting == "flat" or not isinstance(inner, dict):
+        return Envelope(flat, metadata, "flat", warnings, wrapped_possible=wrapped_possible)
+    wrapped_ok, flat_ok = accepts(inner), accepts(flat)
+    if wrapped_ok != flat_ok:
+        shape: Shape = "wrapped" if wrapped_ok else "flat"
+    else:
+        shape = "flat" if len(flat) > 1 or schema_declares_input else "wrapped"
+    if shape == "wrapped":
+        return Envelope(inner, metadata, "wrapped", warnings, alternative=flat)
+    return Envelope(flat, metadata, "flat", warnings, alternative=inner)
 
 
-def check_placeholders(payload: dict[str, Any]) -> None:
-    """422 naming every placeholder the dataset did not fill."""
-    found = find_placeholders(payload)
-    if not found:
-        return
-    hints = []
-    for path, name in found:
-        if name.startswith("dataset."):
-            column = name.removeprefix("dataset.")
-            hints.append(
-                f"{path} holds {{{{{name}}}}}: write {{{{{column}}}}}, "
-                "placeholders name the column only"
-            )
-        else:
-            hints.append(
-                f"{path} holds {{{{{name}}}}}: the dataset has no column named {name!r} "
-                "(placeholders must match column names exactly)"
-            )
-    raise ApiError(
-        422, "unfilled_placeholder", "unfilled template placeholders: " + "; ".join(hints)
+def _not_wrapped(flat: dict[str, Any], inner: object) -> ApiError:
+    if "input" in flat:
+        what = f"`input` is a JSON {json_kind(inner)}"
+    else:
+        what = f"no `input` key (top-level keys: {_names(sorted(flat))})"
+    return ApiError(
+        422,
+        "body_not_wrapped",
+        f'AGENT_BODY_SHAPE=wrapped expects {{"input": {{...}}, "arize_metadata": {{...}}}} '
+        f"but {what}; the Agent Playground sends the templated fields at the top level: set "
+        "AGENT_BODY_SHAPE=auto (or flat) to accept that shape",
     )
 
 
-def _json_kind(value: object) -> str:
+def read_metadata(raw: object) -> tuple[ArizeMetadata | None, tuple[str, ...]]:
+    """Arize's ids as far as they are usable, and a warning for each problem; never refuses.
+
+    Absent metadata is normal for local tests and gives no warning. Numbers and booleans are
+    kept as text; other values of a known id are dropped; extra keys are kept.
+    """
+    if raw is None:
+        return None, ()
+    if not isinstance(raw, dict):
+        return None, (f"arize_metadata is a JSON {json_kind(raw)}, not an object; ignored",)
+    warnings: list[str] = []
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in RUN_ID_FIELDS:
+            values[key] = value
+        elif isinstance(value, str):
+            if value:
+                values[key] = value
+        elif isinstance(value, int | float | bool):
+            values[key] = json.dumps(value)
+            warnings.append(f"arize_metadata.{key} is a number or boolean; used as text")
+        elif value is not None:
+            warnings.append(f"arize_metadata.{key} is a JSON {json_kind(value)}; ignored")
+    missing = [key for key in EXPECTED_IDS if key not in values]
+    if missing:
+        warnings.append(
+            f"arize_metadata has no {', '.join(missing)}: spans and pushed results carry only "
+            "the ids that were sent"
+        )
+    return ArizeMetadata.model_validate(values), tuple(warnings)
+
+
+# -- placeholders ------------------------------------------------------------------------------
+
+
+def whole_placeholder(text: str) -> str | None:
+    """The name in a string that is nothing but `{{name}}` (spaces around allowed), else None."""
+    stripped = text.strip()
+    if len(stripped) < 5 or not stripped.startswith("{{") or not stripped.endswith("}}"):
+        return None
+    name = stripped[2:-2].strip()
+    if not name or "{" in name or "}" in name:
+        return None
+    return name
+
+
+def embedded_placeholders(text: str) -> Iterator[str]:
+    """Names of `{{name}}` inside a longer string, in one left-to-right pass (linear time)."""
+    position = 0
+    while True:
+        start = text.find("{{", position)
+        if start < 0:
+            return
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return
+        name = text[start + 2 : end].strip()
+        if name and "{" not in name:
+            yield name
+        position = end + 2
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholders:
+    """Unfilled placeholders: `whole` values refuse the run, `embedded` ones only warn."""
+
+    whole: list[tuple[str, str]]  # (json path, name)
+    embedded: list[tuple[str, str]]
+    embedded_total: int
+
+
+def find_placeholders(value: Any, root: str = "input") -> Placeholders:
+    """Every string in `value` that still holds `{{name}}`, walked without recursion.
+
+    At most MAX_LISTED embedded ones are kept (they are only reported); every whole one is.
+    """
+    whole: list[tuple[str, str]] = []
+    embedded: list[tuple[str, str]] = []
+    embedded_total = 0
+    stack: list[tuple[str, Any]] = [(root, value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if "{{" not in node:
+                continue
+            name = whole_placeholder(node)
+            if name is not None:
+                whole.append((path, name))
+                continue
+            for name in embedded_placeholders(node):
+                embedded_total += 1
+                if len(embedded) < MAX_LISTED:
+                    embedded.append((path, name))
+        elif isinstance(node, dict):
+            prefix = f"{path}." if path else ""
+            stack.extend((f"{prefix}{key}", item) for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend(
+                (f"{path}[{index}]", item) for index, item in reversed(list(enumerate(node)))
+            )
+    return Placeholders(whole, embedded, embedded_total)
+
+
+def placeholder_hint(path: str, name: str, shape: Shape) -> str:
+    """Why `{{name}}` at `path` was left unfilled, and the fix, in the words of the page used."""
+    shown = _cut(name)
+    where = path or "the body"
+    if name.startswith("dataset."):
+        column = _cut(name.removeprefix("dataset."))
+        if shape == "wrapped":
+            return (
+                f"{where} holds {{{{{shown}}}}}: the setup page's body template writes "
+                f"{{{{{column}}}}} (the column name only)"
+            )
+        return (
+            f"{where} holds {{{{{shown}}}}}: the dataset has no column named {column!r} "
+            "(names must match the column exactly)"
+        )
+    if shape == "flat":
+        return (
+            f"{where} holds {{{{{shown}}}}}: the Agent Playground's request editor writes "
+            f"{{{{dataset.{shown}}}}}, or the dataset has no column named {shown!r}"
+        )
+    return (
+        f"{where} holds {{{{{shown}}}}}: the dataset has no column named {shown!r} "
+        "(placeholders must match column names exactly)"
+    )
+
+
+def check_placeholders(envelope: Envelope) -> list[str]:
+    """422 naming every value that is nothing but an unfilled placeholder; warnings for the
+    placeholders inside longer values, which are data (`"curly {{braces}} inside"` runs)."""
+    root = "input" if envelope.shape == "wrapped" else ""
+    found = find_placeholders(envelope.input, root)
+    if found.whole:
+        hints = [placeholder_hint(path, name, envelope.shape) for path, name in found.whole]
+        more = len(hints) - MAX_LISTED
+        raise ApiError(
+            422,
+            "unfilled_placeholder",
+            "unfilled template placeholders: "
+            + "; ".join(hints[:MAX_LISTED])
+            + (f"; and {more} more" if more > 0 else ""),
+            run_id=envelope.run_id,
+        )
+    if not found.embedded:
+        return []
+    names = ", ".join(f"{path or 'body'}: {{{{{_cut(name)}}}}}" for path, name in found.embedded)
+    more = found.embedded_total - len(found.embedded)
+    return [
+        f"text like an unfilled placeholder inside {found.embedded_total} value(s) ({names}"
+        + (f", and {more} more" if more > 0 else "")
+        + "); run anyway, as data"
+    ]
+
+
+# -- content type ------------------------------------------------------------------------------
+
+
+def check_content_type(content_type: str | None) -> None:
+    """415 unless the body is declared as JSON (`application/json` or `application/*+json`)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        shown = _cut(media_type) or "none"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type is {shown}; send the body as JSON with `Content-Type: application/json`",
+        )
+
+
+def json_kind(value: object) -> str:
     return {
         list: "array",
+        dict: "object",
         str: "string",
         bool: "boolean",
         int: "number",
         float: "number",
         type(None): "null",
     }.get(type(value), "value")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "…"
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(_cut(key) for key in keys[:MAX_LISTED]) or "none"
+    return shown + (f", and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")

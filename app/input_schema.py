@@ -22,6 +22,7 @@ from jsonschema.protocols import Validator
 from app.errors import ApiError
 
 MAX_LISTED_VIOLATIONS = 50
+MAX_MESSAGE_CHARS = 200
 
 
 class SchemaFileError(ValueError):
@@ -58,32 +59,42 @@ class InputSchema:
             )
         return cls(schema, presets)
 
-    def violations(self, payload: dict[str, Any]) -> list[str]:
-        """Every way `payload` breaks the schema, as `input.path: message`, in path order."""
+    @property
+    def declares_input(self) -> bool:
+        """Whether the schema names a top-level `input` property (a flat body may have one)."""
+        properties = self.schema.get("properties")
+        return isinstance(properties, dict) and "input" in properties
+
+    def accepts(self, payload: dict[str, Any]) -> bool:
+        """The fast yes or no (jsonschema-rs); `violations` says why not."""
+        return bool(self._fast.is_valid(payload))
+
+    def violations(self, payload: dict[str, Any], root: str = "input") -> list[str]:
+        """Every way `payload` breaks the schema, as `root.path: message`, in path order."""
         found = []
         for error in self._validator.iter_errors(payload):
             path = "".join(
                 f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
             )
-            found.append(f"input{path}: {error.message}")
+            where = f"{root}{path}".lstrip(".")
+            found.append(f"{where}: {_cut(error.message)}" if where else _cut(error.message))
         return sorted(found)
 
-    def check(self, payload: dict[str, Any], run_id: str | None) -> None:
+    def check(self, payload: dict[str, Any], run_id: str | None, root: str = "input") -> None:
         """422 listing every violation (the first MAX_LISTED_VIOLATIONS of them)."""
-        if self._fast.is_valid(payload):
+        if self.accepts(payload):
             return
-        found = self.violations(payload)
-        if not found:
-            return
-        shown = found[:MAX_LISTED_VIOLATIONS]
-        more = f"; and {len(found) - len(shown)} more" if len(found) > len(shown) else ""
-        raise ApiError(
+        found = self.violations(payload, root)
+        if found:
+            raise self.refusal(found, run_id)
+
+    def refusal(self, found: list[str], run_id: str | None, note: str = "") -> ApiError:
+        """The 422 for these violations; `note` says how the body was read."""
+        return ApiError(
             422,
             "input_schema_violation",
-            f"`input` does not match the agent's input schema ({len(found)} "
-            f"problem{'s' if len(found) != 1 else ''}): "
-            + "; ".join(shown)
-            + more
+            f"the agent's input does not match its input schema{note} ({problems(found)}): "
+            + listed(found)
             + " — fix the body template in Arize, or the schema (GET /schema shows it)",
             run_id=run_id,
         )
@@ -109,6 +120,22 @@ class InputSchema:
             {k: v for k, v in self.schema.items() if k != "$schema"}, base
         )
         return rebased
+
+
+def problems(found: list[str]) -> str:
+    return f"{len(found)} problem{'s' if len(found) != 1 else ''}"
+
+
+def listed(found: list[str]) -> str:
+    """The first MAX_LISTED_VIOLATIONS problems, and how many more there are."""
+    shown = found[:MAX_LISTED_VIOLATIONS]
+    more = f"; and {len(found) - len(shown)} more" if len(found) > len(shown) else ""
+    return "; ".join(shown) + more
+
+
+def _cut(message: str) -> str:
+    """A violation message quotes the offending value: keep it short (a body may be 1 MB)."""
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
 def _read_json(path: Path, variable: str) -> Any:

@@ -11,6 +11,7 @@ than the checks themselves.
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,20 +24,30 @@ from app.auth import Authenticator
 from app.body import BodyLimit
 from app.context import build_context
 from app.envelope import (
-    ArizeMetadata,
-    InvokeRequest,
+    Envelope,
+    Shape,
     check_content_type,
     check_placeholders,
-    parse_envelope,
+    parse_document,
+    read_envelope,
 )
 from app.errors import ApiError, error_response
-from app.input_schema import InputSchema
+from app.input_schema import InputSchema, listed, problems
 from app.redaction import Redactor
 from app.runner import AgentRunner, ClientDisconnectedError
 from app.settings import Settings
 from app.tracing import RequestSpan, Tracing
 
+log = logging.getLogger("agent_endpoint")
+
 MAX_ERROR_MESSAGE = 500
+BODY_EXAMPLE = (
+    '{"goal": "...", "arize_metadata": {...}} or {"input": {...}, "arize_metadata": {...}}'
+)
+READINGS: dict[Shape, str] = {
+    "flat": "as the Agent Playground's flat body (fields at the top level)",
+    "wrapped": 'as the setup page\'s wrapped body ({"input": {...}})',
+}
 CLIENT_CLOSED_REQUEST = 499  # nginx's code: nobody reads it, but it shows in access logs
 
 
@@ -55,19 +66,63 @@ class Acceptance:
         self.authenticate = authenticate
         self.input_schema = input_schema
 
-    async def envelope(self, request: Request) -> tuple[InvokeRequest, bytes]:
-        """Declared size, auth, content type, body within the limit, then the envelope."""
+    async def envelope(self, request: Request) -> tuple[Envelope, bytes]:
+        """Declared size, auth, content type, body within the limit, then its reading."""
         self.body_limit.check_declared(request)
         self.authenticate(request)
         check_content_type(request.headers.get("content-type"))
         body = await self.body_limit.read(request)
-        return parse_envelope(body), body
+        document = parse_document(body, BODY_EXAMPLE)
+        schema = self.input_schema
+        envelope = read_envelope(
+            document, self.settings.body_shape, schema.accepts, schema.declares_input
+        )
+        log.debug("body read as %s (run %s)", envelope.shape, envelope.run_id)
+        return envelope, body
 
-    def check_input(self, payload: dict[str, Any], run_id: str | None, body: bytes) -> None:
-        """Placeholders left in, then the input schema."""
-        if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
-            check_placeholders(payload)
-        self.input_schema.check(payload, run_id)
+    def check_input(self, envelope: Envelope, body: bytes, trace: RequestSpan) -> None:
+        """Warnings (metadata, placeholders inside values) to the span and the log, then the
+        refusals: a value that is nothing but a placeholder, the input schema."""
+        warnings = list(envelope.warnings)
+        try:
+            if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
+                warnings += check_placeholders(envelope)
+        finally:
+            trace.annotate(envelope.shape, warnings)
+            for warning in warnings:
+                log.warning("run %s: %s", envelope.run_id, warning)
+        self._check_schema(envelope)
+
+    def _check_schema(self, envelope: Envelope) -> None:
+        schema = self.input_schema
+        if schema.accepts(envelope.input):
+            return
+        root = "input" if envelope.shape == "wrapped" else ""
+        found = schema.violations(envelope.input, root)
+        if not found:
+            return  # jsonschema has the last word (app/input_schema.py)
+        if self.settings.body_shape != "auto":
+            raise schema.refusal(found, envelope.run_id)
+        if envelope.alternative is not None:
+            # Both readings were possible and neither fits: name what each lacked.
+            other: Shape = "flat" if envelope.shape == "wrapped" else "wrapped"
+            other_root = "input" if other == "wrapped" else ""
+            other_found = schema.violations(envelope.alternative, other_root)
+            note = (
+                f" read {READINGS[envelope.shape]} ({problems(found)}): {listed(found)}; "
+                f"read {READINGS[other]} ({problems(other_found)}): {listed(other_found)}"
+            )
+            raise ApiError(
+                422,
+                "input_schema_violation",
+                f"the body fits neither shape of Arize's request:{note} — fix the body template "
+                "in Arize, or the schema (GET /schema shows it)",
+                run_id=envelope.run_id,
+            )
+        note = f" (read {READINGS[envelope.shape]}"
+        if envelope.shape == "flat" and not envelope.wrapped_possible:
+            note += "; not the setup page's wrapped body either: it has no `input` object"
+        raise schema.refusal(found, envelope.run_id, note + ")")
 
 
 def invoke_handler(
@@ -86,7 +141,7 @@ def invoke_handler(
         run_id = metadata.run_id if metadata else None
         trace = tracing.start(request.headers, metadata, envelope.input)
         try:
-            response = await run_agent(envelope.input, metadata, body, request, trace)
+            response = await run_agent(envelope, body, request, trace)
             trace.record_output(bytes(response.body), response.status_code)
         except ApiError as exc:
             exc.run_id = run_id
@@ -97,14 +152,10 @@ def invoke_handler(
         return response
 
     async def run_agent(
-        payload: dict[str, Any],
-        metadata: ArizeMetadata | None,
-        body: bytes,
-        request: Request,
-        trace: RequestSpan,
+        envelope: Envelope, body: bytes, request: Request, trace: RequestSpan
     ) -> Response:
-        run_id = metadata.run_id if metadata else None
-        accept.check_input(payload, run_id, body)
+        payload, metadata, run_id = envelope.input, envelope.arize_metadata, envelope.run_id
+        accept.check_input(envelope, body, trace)
         ctx = build_context(payload, metadata, settings, trace.span)
         try:
             result = await runner.run(payload, ctx, request.receive)

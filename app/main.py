@@ -22,7 +22,7 @@ from app.async_invoke import add_job_routes
 from app.auth import Authenticator
 from app.body import BodyLimit
 from app.entrypoint import Agent, AgentFunction, load_agent
-from app.envelope import EXAMPLE_ENVELOPE, ArizeMetadata
+from app.envelope import EXAMPLE_FLAT, EXAMPLE_METADATA, EXAMPLE_WRAPPED, ShapeSetting
 from app.errors import ERROR_RESPONSES, install_error_handlers
 from app.input_schema import InputSchema
 from app.invoke import Acceptance, invoke_handler
@@ -135,8 +135,10 @@ def create_app(
         methods=["POST"],
         summary="Run the agent on one dataset row",
         description=(
-            "Arize POSTs one envelope per dataset row: your templated body under `input`, "
-            "its ids under `arize_metadata`. The answer is the agent's JSON, stored verbatim."
+            "Arize POSTs one body per dataset row, in either shape: the Agent Playground's "
+            "(templated fields at the top level, `arize_metadata` beside them) or the setup "
+            'page\'s (`{"input": {...}, "arize_metadata": {...}}`); AGENT_BODY_SHAPE says '
+            "how to tell them apart. The answer is the agent's JSON, stored verbatim."
         ),
         response_class=JSONResponse,
         responses={
@@ -146,7 +148,9 @@ def create_app(
             },
             **ERROR_RESPONSES,
         },
-        openapi_extra={"requestBody": _request_body(schema, settings.invoke_path)},
+        openapi_extra={
+            "requestBody": _request_body(schema, settings.invoke_path, settings.body_shape)
+        },
         tags=["agent"],
     )
 
@@ -158,7 +162,7 @@ def create_app(
             authenticate=authenticate,
             tracing=tracing,
             jobs=jobs_runtime.jobs,
-            request_body=lambda path: _request_body(schema, path),
+            request_body=lambda path: _request_body(schema, path, settings.body_shape),
         )
     _document_security(app, settings)
     if settings.fastapi_instrumentor:
@@ -257,28 +261,63 @@ def _document_security(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _request_body(schema: InputSchema, path: str) -> dict[str, Any]:
+METADATA_SCHEMA: dict[str, Any] = {
+    "description": "Appended by Arize: dataset_id, experiment_id, run_id, example_id, space_id "
+    "(strings), maybe project_name and more. For correlation only: any value is accepted, and "
+    "what is missing or odd is a warning on the span and in the log, never a refusal.",
+    "example": EXAMPLE_METADATA,
+}
+
+
+def _request_body(schema: InputSchema, path: str, shape: ShapeSetting) -> dict[str, Any]:
+    """Both shapes Arize sends (app/envelope.py), or the one AGENT_BODY_SHAPE fixes."""
     # Local `$ref`s of the input schema point into where it sits in the OpenAPI document.
     pointer = path.replace("~", "~0").replace("/", "~1")
-    input_location = (
-        f"#/paths/{pointer}/post/requestBody/content/application~1json/schema/properties/input"
-    )
-    envelope = {
-        "title": "InvokeRequest",
-        "type": "object",
-        "required": ["input"],
-        "properties": {
-            "input": schema.openapi_schema(input_location),
-            "arize_metadata": {
-                "anyOf": [ArizeMetadata.model_json_schema(), {"type": "null"}],
-                "description": "Appended by Arize on every request; optional for local tests.",
-            },
-        },
-        "additionalProperties": True,
-    }
+    base = f"#/paths/{pointer}/post/requestBody/content/application~1json/schema"
+    shapes = ["flat", "wrapped"] if shape == "auto" else [shape]
+    variants: list[dict[str, Any]] = []
+    examples: dict[str, dict[str, Any]] = {}
+    for position, name in enumerate(shapes):
+        at = f"{base}/anyOf/{position}" if len(shapes) > 1 else base
+        if name == "flat":
+            variants.append(_flat_schema(schema.openapi_schema(at)))
+            examples["flat"] = {
+                "summary": "The Agent Playground's body: fields at the top level",
+                "value": EXAMPLE_FLAT,
+            }
+        else:
+            variants.append(
+                {
+                    "title": "Wrapped",
+                    "type": "object",
+                    "required": ["input"],
+                    "properties": {
+                        "input": schema.openapi_schema(f"{at}/properties/input"),
+                        "arize_metadata": METADATA_SCHEMA,
+                    },
+                    "additionalProperties": True,
+                }
+            )
+            examples["wrapped"] = {
+                "summary": 'The setup page\'s body: {"input": {...}, "arize_metadata": {...}}',
+                "value": EXAMPLE_WRAPPED,
+            }
+    body_schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
     return {
         "required": True,
-        "content": {"application/json": {"schema": envelope, "example": EXAMPLE_ENVELOPE}},
+        "content": {"application/json": {"schema": body_schema, "examples": examples}},
+    }
+
+
+def _flat_schema(input_schema: dict[str, Any]) -> dict[str, Any]:
+    """The input schema with `arize_metadata` beside its fields, where it can say so."""
+    properties = input_schema.get("properties")
+    if not isinstance(properties, dict):
+        return {"title": "Flat", **input_schema}
+    return {
+        **input_schema,
+        "title": "Flat",
+        "properties": {**properties, "arize_metadata": METADATA_SCHEMA},
     }
 
 

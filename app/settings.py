@@ -56,7 +56,14 @@ class Settings(BaseSettings):
     )
     reject_placeholders: bool = Field(
         default=True,
-        description="Refuse inputs that still hold `{{column}}` placeholders.",
+        description="Refuse a value that is nothing but an unfilled `{{column}}` or "
+        "`{{dataset.column}}` placeholder (one inside a longer value only warns).",
+    )
+    body_shape: Literal["auto", "wrapped", "flat"] = Field(
+        default="auto",
+        description="How to read a request body: flat (the Agent Playground's: fields at the "
+        'top level beside arize_metadata), wrapped (the setup page\'s {"input": {...}}) or auto '
+        "(either; the input schema breaks ties).",
     )
 
     # -- HTTP

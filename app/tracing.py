@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.datastructures import Headers
 
-from app.envelope import ArizeMetadata
+from app.envelope import RUN_ID_FIELDS, ArizeMetadata
 from app.exporters import install_tracer_provider, processors_of
 from app.light_span import LightSpan, LightSpans
 from app.redaction import Redactor
@@ -56,6 +56,8 @@ AGENT = OpenInferenceSpanKindValues.AGENT.value
 INPUT_VALUE, INPUT_MIME_TYPE = SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE
 OUTPUT_VALUE, OUTPUT_MIME_TYPE = SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE
 STATUS_CODE = "http.response.status_code"
+BODY_SHAPE = "agent_endpoint.body_shape"  # flat or wrapped (app/envelope.py)
+WARNINGS = "agent_endpoint.warnings"
 SCOPE = "agent-endpoint"
 # Built once: json.dumps() with options builds a new encoder on every call.
 INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -102,6 +104,16 @@ class RequestSpan:
         if self._tracing.record_io:
             text = body.decode("utf-8", errors="replace")
             attributes.update(self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text))
+        _record(span, attributes)
+
+    def annotate(self, shape: str, warnings: list[str]) -> None:
+        """How the body was read, and what was odd about it (never a reason to refuse)."""
+        span = self.span
+        if not span.is_recording():
+            return
+        attributes: dict[str, Any] = {BODY_SHAPE: shape}
+        if warnings:
+            attributes[WARNINGS] = [self._tracing.redact(text) for text in warnings]
         _record(span, attributes)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
@@ -198,7 +210,8 @@ class Tracing:
         values: dict[str, object] = {}
         if metadata is not None:
             values[SpanAttributes.METADATA] = _run_ids(metadata)
-            values[RUN_ID_KEY] = metadata.run_id
+            if metadata.run_id is not None:
+                values[RUN_ID_KEY] = metadata.run_id
         if self.allowed_spaces is not None and (route := self._route(ctx, metadata)):
             values[ROUTE_KEY] = route
         if values:
@@ -268,20 +281,14 @@ class Tracing:
 
 
 def _run_ids(metadata: ArizeMetadata) -> str:
-    """The run ids as OpenInference `metadata`, where instrumentors and `RunAttributes` look.
-
-    The same text as `json.dumps` of the dict, written out: this runs on every request.
-    """
-    text = (
-        f'{{"dataset_id": {_quoted(metadata.dataset_id)}, '
-        f'"experiment_id": {_quoted(metadata.experiment_id)}, '
-        f'"run_id": {_quoted(metadata.run_id)}, '
-        f'"example_id": {_quoted(metadata.example_id)}, '
-        f'"space_id": {_quoted(metadata.space_id)}'
+    """The run ids sent as OpenInference `metadata`, where instrumentors and `RunAttributes`
+    look; the same text as `json.dumps` of the dict, written out: this runs on every request."""
+    pairs = (
+        f'"{name}": {_quoted(value)}'
+        for name in RUN_ID_FIELDS
+        if (value := getattr(metadata, name))
     )
-    if metadata.project_name:
-        return f'{text}, "project_name": {_quoted(metadata.project_name)}}}'
-    return text + "}"
+    return "{" + ", ".join(pairs) + "}"
 
 
 def _record(span: Span, attributes: dict[str, Any]) -> None:

@@ -6,12 +6,12 @@ import json
 import secrets
 from typing import Any
 
-from app.envelope import EXAMPLE_ENVELOPE
+from app.envelope import EXAMPLE_WRAPPED
 
 GOAL = "Plan a 3-day trip to Tokyo"
 
 # The example envelope of the OpenAPI page: Arize's ids and the seed's templated body.
-ENVELOPE: dict[str, Any] = EXAMPLE_ENVELOPE
+ENVELOPE: dict[str, Any] = EXAMPLE_WRAPPED
 assert ENVELOPE["input"]["goal"] == GOAL  # noqa: S101
 
 BODY: bytes = json.dumps(ENVELOPE, separators=(",", ":")).encode()

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app.envelope import find_placeholders
 from tests.conftest import AUTH, METADATA, AppFactory, client_for, envelope
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +63,7 @@ async def test_metadata_extras_and_missing_project_name_are_accepted(
     assert seen["metadata"].project_name is None
     assert seen["metadata"].run_id == "run_1"
     assert seen["metadata"].model_extra == {"future_field": "kept"}
-    assert seen["input"] == body["input"]
+    assert seen["input"] == body["input"]  # the schema refuses the flat reading's extra key
 
 
 async def test_envelope_without_metadata_is_accepted_for_local_testing(
@@ -75,52 +74,40 @@ async def test_envelope_without_metadata_is_accepted_for_local_testing(
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "kind", "fix"),
+    ("body", "kind", "fix"),
     [
         pytest.param(
-            {"goal": "Plan a trip", "config": {}},
-            422,
-            "body_not_wrapped",
-            "Arize wraps your templated body in `input`",
-            id="top-level body",
+            [{"input": {}}], "invalid_envelope", "the request body is a JSON array", id="array"
+        ),
+        pytest.param("Plan a trip", "invalid_envelope", "JSON string", id="string"),
+        pytest.param(
+            {"arize_metadata": METADATA},
+            "input_schema_violation",
+            "input schema (read as the Agent Playground's flat body (fields at the top level); "
+            "not the setup page's wrapped body either: it has no `input` object) (1 problem): "
+            "'goal' is a required property",
+            id="neither shape: no fields",
         ),
         pytest.param(
-            {"input": "Plan a trip"},
-            422,
-            "invalid_envelope",
-            "must be a JSON object",
-            id="input not an object",
-        ),
-        pytest.param([{"input": {}}], 422, "invalid_envelope", "JSON array", id="array body"),
-        pytest.param(
-            {"input": {"goal": "x"}, "arize_metadata": {"run_id": 5}},
-            422,
-            "invalid_metadata",
-            "arize_metadata.run_id",
-            id="metadata types",
-        ),
-        pytest.param(
-            {"input": {"goal": "x"}, "arize_metadata": {**METADATA, "space_id": None}},
-            422,
-            "invalid_metadata",
-            "arize_metadata.space_id",
-            id="metadata missing id",
+            {"input": {"question": "x"}, "arize_metadata": METADATA},
+            "input_schema_violation",
+            "the body fits neither shape of Arize's request: read as the setup page's wrapped "
+            "body ({\"input\": {...}}) (2 problems): input: 'goal' is a required property; "
+            "input: Additional properties are not allowed ('question' was unexpected); read as "
+            "the Agent Playground's flat body (fields at the top level) (2 problems): 'goal' is a "
+            "required property; Additional properties are not allowed ('input' was unexpected)",
+            id="neither shape: both readings",
         ),
     ],
 )
-async def test_shape_diagnostics(
-    client: httpx.AsyncClient, body: Any, status: int, kind: str, fix: str
+async def test_bodies_that_fit_no_shape(
+    client: httpx.AsyncClient, body: Any, kind: str, fix: str
 ) -> None:
     response = await client.post("/invoke", json=body, headers=AUTH)
-    assert response.status_code == status
+    assert response.status_code == 422
     error = response.json()["error"]
     assert error["type"] == kind
     assert fix in error["message"]
-
-
-async def test_top_level_body_lists_the_keys_it_saw(client: httpx.AsyncClient) -> None:
-    response = await client.post("/invoke", json={"goal": "x", "config": {}}, headers=AUTH)
-    assert "top-level keys: config, goal" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -169,46 +156,8 @@ async def test_json_content_types_are_accepted(
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("template_input", "expected"),
-    [
-        ({"goal": "{{question}}"}, ["input.goal holds {{question}}", "no column named 'question'"]),
-        (
-            {"goal": "{{dataset.question}}"},
-            ["input.goal holds {{dataset.question}}", "write {{question}}"],
-        ),
-        (
-            {"goal": "Tokyo", "config": {"model": "{{ model }}"}},
-            ["input.config.model holds {{model}}"],
-        ),
-        (
-            {"goal": "Tokyo", "history": ["ok", "see {{prev_answer}} and {{other}}"]},
-            ["input.history[1] holds {{prev_answer}}", "input.history[1] holds {{other}}"],
-        ),
-    ],
-    ids=["whole value", "dataset prefix", "nested", "in a list, twice"],
-)
-async def test_unfilled_placeholders(
-    build_app: AppFactory, open_schema: Path, template_input: dict[str, Any], expected: list[str]
-) -> None:
-    async with client_for(build_app(input_schema_file=open_schema)) as client:
-        response = await client.post(
-            "/invoke", json={"input": template_input, "arize_metadata": METADATA}, headers=AUTH
-        )
-    assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["type"] == "unfilled_placeholder"
-    assert error["run_id"] == "run_1"
-    for fragment in expected:
-        assert fragment in error["message"]
-
-
 async def test_placeholder_check_can_be_turned_off(build_app: AppFactory) -> None:
     app = build_app(reject_placeholders=False)
     async with client_for(app) as client:
         response = await client.post("/invoke", json=envelope("{{jinja}} Tokyo"), headers=AUTH)
     assert response.status_code == 200
-
-
-def test_single_braces_are_not_placeholders() -> None:
-    assert find_placeholders({"a": "{x}", "b": "{ {y} }", "c": 3, "d": None}) == []

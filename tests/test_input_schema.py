@@ -85,12 +85,14 @@ async def test_custom_schema_with_refs_validates_and_documents(
         spec = (await client.get("/openapi.json")).json()
     assert ok.status_code == 200
     assert "input.question: 'toolong' is too long" in too_long.json()["error"]["message"]
-    input_schema = spec["paths"]["/invoke"]["post"]["requestBody"]["content"]["application/json"][
-        "schema"
-    ]["properties"]["input"]
-    ref = input_schema["properties"]["question"]["$ref"]
-    assert ref.endswith("/schema/properties/input/$defs/text")
-    assert ref.startswith("#/paths/~1invoke/post/requestBody")
+    body = spec["paths"]["/invoke"]["post"]["requestBody"]["content"]["application/json"]
+    flat, wrapped = body["schema"]["anyOf"]
+    flat_ref = flat["properties"]["question"]["$ref"]
+    wrapped_ref = wrapped["properties"]["input"]["properties"]["question"]["$ref"]
+    assert flat_ref.endswith("/schema/anyOf/0/$defs/text")
+    assert wrapped_ref.endswith("/schema/anyOf/1/properties/input/$defs/text")
+    for ref in (flat_ref, wrapped_ref):
+        assert ref.startswith("#/paths/~1invoke/post/requestBody")
 
 
 def test_preset_that_breaks_the_config_schema_is_refused(tmp_path: Path) -> None:

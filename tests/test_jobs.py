@@ -150,7 +150,7 @@ async def test_submission_is_checked_like_the_sync_route() -> None:
     app = create_app(make_settings(), agent=answer)
     async with client_for(app) as client:
         unauthenticated = await client.post("/invoke/async", json=envelope())
-        misplaced = await client.post("/invoke/async", json={"goal": "top-level"}, headers=AUTH)
+        misplaced = await client.post("/invoke/async", json={"question": "x"}, headers=AUTH)
         status_without_key = await client.get("/jobs/job_whatever")
         unknown = await client.get("/jobs/job_unknown", headers=AUTH)
     assert unauthenticated.status_code == 401

@@ -78,23 +78,34 @@ async def test_invoke_path_is_configurable(build_app: AppFactory) -> None:
     assert "/agents/planner" in spec["paths"]
 
 
-async def test_openapi_shows_the_envelope_with_an_example(client: httpx.AsyncClient) -> None:
+async def test_openapi_shows_both_body_shapes_with_examples(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     body = spec["paths"]["/invoke"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["example"]["input"]["goal"] == "Plan a 3-day trip to Tokyo"
-    assert set(body["example"]["arize_metadata"]) >= {
+    examples = body["examples"]
+    assert examples["flat"]["value"]["goal"] == "Plan a 3-day trip to Tokyo"
+    assert examples["wrapped"]["value"]["input"]["goal"] == "Plan a 3-day trip to Tokyo"
+    assert set(examples["flat"]["value"]["arize_metadata"]) >= {
         "dataset_id",
         "experiment_id",
         "run_id",
         "example_id",
         "space_id",
     }
-    properties = body["schema"]["properties"]
-    assert properties["input"]["required"] == ["goal"]
-    assert "run_id" in properties["arize_metadata"]["anyOf"][0]["required"]
+    flat, wrapped = body["schema"]["anyOf"]
+    assert flat["required"] == ["goal"]
+    assert "arize_metadata" in flat["properties"]
+    assert wrapped["properties"]["input"]["required"] == ["goal"]
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_openapi_shows_only_the_fixed_shape(build_app: AppFactory) -> None:
+    async with client_for(build_app(body_shape="wrapped")) as client:
+        spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/invoke"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["title"] == "Wrapped"
+    assert list(body["examples"]) == ["wrapped"]
 
 
 async def test_docs_can_be_turned_off(build_app: AppFactory) -> None:
