@@ -34,6 +34,8 @@ loop for long, whatever it holds.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,7 +67,10 @@ RUN_ID_FIELDS = ("dataset_id", "experiment_id", "run_id", "example_id", "space_i
 # The ids Arize always sends; `project_name` is optional (tracing page).
 EXPECTED_IDS = RUN_ID_FIELDS[:5]
 MAX_LISTED = 20  # placeholders, keys or warnings named in one message
-MAX_NAME_CHARS = 80  # a placeholder name or key quoted in a message is cut past this
+MAX_NAME_CHARS = 80
+# Nesting past this is refused: job documents are stored and served through pydantic, whose
+# serializer stops near 255 levels, and Arize's templated bodies are a few levels deep.
+MAX_DEPTH = 64  # a placeholder name or key quoted in a message is cut past this
 
 
 class ArizeMetadata(BaseModel):
@@ -108,12 +113,42 @@ class Envelope:
         return self.arize_metadata.run_id if self.arize_metadata else None
 
 
+class NotInteroperableError(ValueError):
+    """JSON that Python reads but RFC 8259 says other parsers may not (or must not)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NotInteroperableError(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotInteroperableError(
+            f"the number {_cut(text)} is beyond a double's range (RFC 8259 §6: not interoperable)"
+        )
+    return value
+
+
+# `\uD800`-`\uDFFF` escapes: paired ones decode to one character, a lone one stays a surrogate.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_document(body: bytes, example: str) -> dict[str, Any]:
-    """The body as a JSON object; every failure is a 4xx that names the fix."""
+    """The body as a JSON object; every failure is a 4xx that names the fix.
+
+    Only interoperable JSON passes (RFC 8259): no NaN or Infinity, no number beyond a double,
+    no integer of more than 4,300 digits (Python's own limit), no lone surrogate, no nesting
+    past MAX_DEPTH levels. All are refused here, with a 400, before any job exists.
+    """
     if not body.strip():
         raise ApiError(400, "empty_body", f"the request body is empty; send {example}")
     try:
-        document = json.loads(body.decode("utf-8"))  # RFC 8259: JSON on the wire is UTF-8
+        document = json.loads(
+            body.decode("utf-8"),  # RFC 8259: JSON on the wire is UTF-8
+            parse_constant=_no_constant,
+            parse_float=_finite,
+        )
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = (
             f" (line {exc.lineno}, column {exc.colno})"
@@ -126,12 +161,39 @@ def parse_document(body: bytes, example: str) -> dict[str, Any]:
             f"the request body is not valid JSON{where}: check the body template in Arize "
             "for unquoted placeholders or trailing commas",
         ) from None
+    except NotInteroperableError as exc:
+        raise ApiError(
+            400, "invalid_json", f"the request body is not interoperable JSON: {exc}"
+        ) from None
+    except ValueError:  # int() past sys.get_int_max_str_digits()
+        raise ApiError(
+            400,
+            "invalid_json",
+            "the request body holds an integer of more than 4,300 digits; send it as a string",
+        ) from None
     except RecursionError:
         raise ApiError(
             400,
             "invalid_json",
             "the request body nests arrays or objects too deeply to read; send a flatter body",
         ) from None
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _deeper_than(document, MAX_DEPTH):
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"the request body nests arrays or objects more than {MAX_DEPTH} levels deep; "
+            "send a flatter body",
+        )
+    if SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                400,
+                "invalid_json",
+                "the request body holds a lone UTF-16 surrogate escape (such as \\ud800), "
+                "which is not a character (RFC 8259 §8.2); send valid Unicode text",
+            ) from None
     if not isinstance(document, dict):
         raise ApiError(
             422,
@@ -140,6 +202,22 @@ def parse_document(body: bytes, example: str) -> dict[str, Any]:
             f"such as {example}",
         )
     return document
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether arrays and objects nest past `limit` levels, walked without recursion."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(
+                (item, depth + 1) for item in node.values() if isinstance(item, dict | list)
+            )
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+    return False
 
 
 def read_envelope(
