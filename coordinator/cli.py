@@ -1,8 +1,8 @@
 """`agent-endpoint coordinator …`: Arize's side, on your machine.
 
     agent-endpoint coordinator run --url URL --dataset FILE --template FILE_OR_JSON
-        [--header 'Name: value' ...] [--concurrency N] [--timeout S] [--retries N]
-        [--results FILE] [--space-id ID] [--project NAME] [--allow-failures]
+        [--shape flat|wrapped] [--header 'Name: value' ...] [--concurrency N] [--timeout S]
+        [--retries N] [--results FILE] [--space-id ID] [--project NAME] [--allow-failures]
     agent-endpoint coordinator log-api [--host H] [--port P] --api-key K --space-key S
 
 Registered with the console command through the `agent_endpoint.commands` entry point, so
@@ -28,7 +28,7 @@ from coordinator.progress import ProgressBar
 from coordinator.runner import Experiment, RunResult, open_results, run_experiment
 from coordinator.schema import body_validator, schema_document, with_preset
 from coordinator.summary import Summary
-from coordinator.template import TemplateError, check_template
+from coordinator.template import SHAPES, TemplateError, check_template
 from coordinator.tracing import RunSpans, otlp_provider
 
 EXIT_FAILED_RUNS = 1
@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "results": Path("results.jsonl"),
     "space_id": "sp_local",
     "project": "local-experiments",
+    "shape": "flat",  # the Agent Playground's, the current way to launch an experiment
 }
 REQUIRED = ("url", "dataset", "template")
 
@@ -62,6 +63,14 @@ def register(commands: Any) -> None:
     run.add_argument("--dataset", type=Path, help=".csv, .jsonl or .json")
     run.add_argument("--template", help="body template: a file or inline JSON")
     run.add_argument(
+        "--shape",
+        choices=SHAPES,
+        help="flat (default, the Agent Playground): the template's fields at the top level "
+        "beside arize_metadata, placeholders {{dataset.column}}, a preset's fields merged at "
+        'the top level; wrapped (the setup page): {"input": template, "arize_metadata": '
+        "...}, placeholders {{column}}, a preset's payload in config",
+    )
+    run.add_argument(
         "--header", action="append", default=[], help="'Name: value', repeatable (auth headers)"
     )
     run.add_argument("--concurrency", type=int, help=f"default {DEFAULTS['concurrency']}")
@@ -73,7 +82,11 @@ def register(commands: Any) -> None:
         help="validate each body before sending: 'auto' (GET /schema of the endpoint's host), "
         "a URL, or a file (the /schema document or a bare JSON Schema)",
     )
-    run.add_argument("--preset", help="put this named preset (from the schema document) in config")
+    run.add_argument(
+        "--preset",
+        help="apply this named preset (from the schema document, GET /schema by default) as "
+        "the chosen --shape does",
+    )
     run.add_argument(
         "--log-api-port",
         type=int,
@@ -114,19 +127,20 @@ def _run(args: argparse.Namespace) -> int:
         headers = _apply_config(args)
         template = _template(args.template)
         dataset = Dataset.open(Path(args.dataset))
-        check_template(template, dataset.columns())
+        check_template(template, dataset.columns(), args.shape)
         validate = None
         if args.schema or args.preset:
             document = schema_document(args.schema or "auto", args.url, headers)
-            validate = body_validator(document) if args.schema else None
+            validate = body_validator(document, args.shape) if args.schema else None
             if args.preset:
-                template = with_preset(template, document, args.preset)
+                template = with_preset(template, document, args.preset, args.shape)
     except (DatasetError, TemplateError, ValueError) as exc:
         print(f"agent-endpoint coordinator: {exc}", file=sys.stderr)
         return EXIT_USAGE
     experiment = Experiment(
         url=args.url,
         template=template,
+        shape=args.shape,
         headers=headers,
         space_id=args.space_id,
         project_name=args.project or None,
@@ -224,6 +238,8 @@ def _apply_config(args: argparse.Namespace) -> dict[str, str]:
     for name in (*REQUIRED, *DEFAULTS, "rate", "schema", "preset", "otlp_endpoint"):
         if getattr(args, name, None) is None:
             setattr(args, name, config.get(name, DEFAULTS.get(name)))
+    if args.shape not in SHAPES:
+        raise ValueError(f"--config {args.config}: shape must be one of {', '.join(SHAPES)}")
     missing = [f"--{name}" for name in REQUIRED if getattr(args, name) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (as flags or in --config)")

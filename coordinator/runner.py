@@ -1,11 +1,15 @@
 """Running a dataset through an endpoint the way Arize's coordinator does.
 
-For every row: hydrate the body template, wrap it in `{"input": ..., "arize_metadata": ...}`
-with generated ids, send it with a fresh W3C `traceparent` (the run's own span), `tracestate`
-and the `arize.space_id`/`arize.project_name` baggage, and record one result: the response
-stored verbatim, or the error (status and body, timeout, connection failure). Rows run in
-parallel on `concurrency` workers pulling from the streamed dataset, so memory stays flat.
-Retries happen only where Arize would: connection errors and 429/5xx, with backoff.
+For every row: hydrate the body template and add `arize_metadata` with generated ids, in the
+experiment's shape (see coordinator.template): `flat`, the Agent Playground's, puts the hydrated
+fields at the top level with `arize_metadata` beside them; `wrapped`, the setup page's, sends
+`{"input": ..., "arize_metadata": ...}`. Send it with a fresh W3C `traceparent` (the run's own
+span), `tracestate` and the `arize.space_id`/`arize.project_name` baggage, and record one
+result: the response stored verbatim, or the error (status and body, timeout, connection
+failure). Rows run in parallel on `concurrency` workers pulling from the streamed dataset, so
+memory stays flat.
+Retries happen only where Arize would: connection errors and 429/5xx, with backoff; a retry
+sends the same body, so it keeps the run's ids (the endpoint can tell a retry from a new run).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import aiohttp
 
 from coordinator.dataset import Row
 from coordinator.log_api import LogStore
-from coordinator.template import TemplateError, hydrate
+from coordinator.template import METADATA_KEY, Shape, TemplateError, hydrate
 from coordinator.tracing import RunSpans
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -41,6 +45,8 @@ class Experiment:
 
     url: str
     template: Any
+    # How the body is laid out and which placeholders fill it (coordinator.template).
+    shape: Shape = "flat"
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     space_id: str = field(default_factory=lambda: f"sp_{uuid.uuid4().hex[:12]}")
     project_name: str | None = "local-experiments"
@@ -76,6 +82,7 @@ class RunResult:
     response: Any = None
     error: dict[str, Any] | None = None
     pushed: dict[str, Any] | None = None  # for a 202: the record the agent pushed later
+    shape: Shape = "flat"  # the body's shape, so a results file says what was sent
 
     @property
     def ok(self) -> bool:
@@ -173,9 +180,10 @@ async def run_one(
         run_id=f"run_{uuid.uuid4().hex[:16]}",
         trace_id=trace_id,
         request=None,
+        shape=experiment.shape,
     )
     try:
-        result.request = hydrate(experiment.template, row)
+        result.request = hydrate(experiment.template, row, experiment.shape)
     except TemplateError as exc:
         result.error = {"kind": "template", "message": str(exc)}
         return result
@@ -187,9 +195,12 @@ async def run_one(
     if experiment.dry_run:
         return result
     metadata = _metadata(experiment, result)
-    body = json.dumps(
-        {"input": result.request, "arize_metadata": metadata}, ensure_ascii=False
-    ).encode()
+    try:
+        laid_out = _body_of(experiment.shape, result.request, metadata)
+    except TemplateError as exc:
+        result.error = {"kind": "template", "message": str(exc)}
+        return result
+    body = json.dumps(laid_out, ensure_ascii=False).encode()
     headers = {
         **experiment.headers,
         "Content-Type": "application/json",
@@ -247,6 +258,18 @@ async def _send(
         if attempt <= experiment.retries:
             await asyncio.sleep(retry_after or experiment.backoff * 2 ** (attempt - 1))
     result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def _body_of(shape: Shape, request: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The request body as Arize lays it out in this shape."""
+    if shape == "wrapped":
+        return {"input": request, METADATA_KEY: metadata}
+    if not isinstance(request, dict):
+        raise TemplateError(
+            "with the flat shape the template's fields are sent at the top level, so it must be "
+            "a JSON object (or use the wrapped shape to send it under input)"
+        )
+    return {**request, METADATA_KEY: metadata}
 
 
 def _metadata(experiment: Experiment, result: RunResult) -> dict[str, Any]:

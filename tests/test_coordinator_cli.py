@@ -1,4 +1,8 @@
-"""`agent-endpoint coordinator run` end to end against a live server with the example agent."""
+"""`agent-endpoint coordinator run` end to end against a live server with the example agent.
+
+The runs against the real app in the flat shape (the default, the Agent Playground's) need the
+app to accept top-level fields beside `arize_metadata` (issue 13).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,27 @@ from starlette.routing import Route
 from app.cli import main
 from app.context import AgentContext
 from app.main import create_app
+from coordinator.schema import with_preset
+from coordinator.template import Shape
 from tests.conftest import KEY, make_settings
 from tests.live import free_port, live_server
 from tests.processes import ROOT
 
 SAMPLES = ROOT / "coordinator" / "samples"
+SAMPLE_TEMPLATES: dict[Shape, Path] = {
+    "flat": SAMPLES / "template.json",
+    "wrapped": SAMPLES / "template-wrapped.json",
+}
+GOALS: dict[Shape, str] = {
+    "flat": '{"goal": "{{dataset.question}}"}',
+    "wrapped": '{"goal": "{{question}}"}',
+}
+SHAPES: list[Shape] = ["flat", "wrapped"]
+
+
+def shape_flags(shape: Shape) -> list[str]:
+    """No flag for flat: the default is what these tests check."""
+    return [] if shape == "flat" else ["--shape", shape]
 
 
 @pytest.fixture
@@ -73,17 +93,19 @@ def run_recorded(results: Path, pick: Pick, template: str, *extra: str) -> tuple
     return code, seen
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 def test_sample_dataset_runs_green(
-    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], shape: Shape
 ) -> None:
     results = tmp_path / "out" / "results.jsonl"
     code = coordinator(
         url,
         results,
         "--template",
-        str(SAMPLES / "template.json"),
+        str(SAMPLE_TEMPLATES[shape]),
         "--header",
         f"Authorization: Bearer {KEY}",
+        *shape_flags(shape),
     )
     out, err = capsys.readouterr()
     assert code == 0, out + err
@@ -95,6 +117,7 @@ def test_sample_dataset_runs_green(
         "trip-unknown",
     ]
     assert all(line["status"] == 200 for line in lines)
+    assert all(line["shape"] == shape for line in lines)
     tokyo = next(line for line in lines if line["example_id"] == "trip-tokyo")
     assert tokyo["response"]["final_response"].startswith("3-day plan for Tokyo")
     assert "runs 4: ok 4, failed 0 (timed out 0)" in out
@@ -102,22 +125,49 @@ def test_sample_dataset_runs_green(
     assert KEY not in out + err + results.read_text()
 
 
+@pytest.mark.parametrize(
+    ("shape", "written", "fix"),
+    [
+        ("flat", "{{question}}", "write {{dataset.question}}, the Agent Playground's style"),
+        ("wrapped", "{{dataset.question}}", "write {{question}}, the setup page's style"),
+    ],
+)
+def test_the_other_shapes_placeholder_stops_before_sending(
+    url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    shape: Shape,
+    written: str,
+    fix: str,
+) -> None:
+    """Arize would send it unfilled; the message names the style of the chosen shape."""
+    results = tmp_path / "results.jsonl"
+    template = json.dumps({"goal": written})
+    code = coordinator(url, results, "--template", template, *shape_flags(shape))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fix in err
+    assert "columns are: id, question, days" in err
+    assert not results.exists()
+
+
 def test_unknown_column_stops_before_sending(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "results.jsonl"
-    code = coordinator(url, results, "--template", '{"goal": "{{dataset.question}}"}')
+    code = coordinator(url, results, "--template", '{"goal": "{{dataset.prompt}}"}')
     err = capsys.readouterr().err
     assert code == 2
-    assert "write {{question}}" in err
-    assert "columns are: id, question, days" in err
+    assert (
+        "{{dataset.prompt}} names no column. The dataset's columns are: id, question, days" in err
+    )
     assert not results.exists()
 
 
 def test_failed_runs_set_the_exit_status(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    template = '{"goal": "{{question}}"}'
+    template = GOALS["flat"]
     results = tmp_path / "r.jsonl"
     assert coordinator(url, results, "--template", template) == 1  # no credentials: 401s
     out = capsys.readouterr().out
@@ -135,41 +185,123 @@ def test_bad_header_flag_is_a_usage_error(
     assert "--header must look like 'Name: value'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("shape", "violation"),
+    [
+        ("flat", "body: 'goal' is a required property"),
+        ("wrapped", "input: 'goal' is a required property"),
+    ],
+)
 def test_schema_auto_refuses_bad_bodies_before_sending(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], shape: Shape, violation: str
 ) -> None:
+    """Each violation is named by its place in the body as sent in that shape."""
     results = tmp_path / "r.jsonl"
+    template = GOALS[shape].replace("goal", "question")
     code, seen = run_recorded(
-        results, lambda body, _: body, '{"question": "{{question}}"}', "--schema", "auto"
+        results, lambda body, _: body, template, "--schema", "auto", *shape_flags(shape)
     )
     assert code == 1
     assert seen == []
     first = json.loads(results.read_text().splitlines()[0])
     assert first["error"]["kind"] == "schema"
-    assert "input: 'goal' is a required property" in first["error"]["violations"]
+    assert violation in first["error"]["violations"]
     assert "schema: 4" in capsys.readouterr().out
 
 
-def test_preset_fills_config(tmp_path: Path) -> None:
-    code, configs = run_recorded(
+@pytest.mark.parametrize("shape", SHAPES)
+def test_preset_from_get_schema_fills_config(tmp_path: Path, shape: Shape) -> None:
+    """The app's presets are config payloads: both shapes give the agent the same config, and
+    the goal placeholder is left to the row."""
+    code, seen = run_recorded(
         tmp_path / "r.jsonl",
-        lambda _, ctx: ctx.config,
-        '{"goal": "{{question}}"}',
+        lambda input, ctx: (input["goal"], ctx.config),  # noqa: A006
+        SAMPLE_TEMPLATES[shape].read_text(),  # sets its own config: the preset replaces it
         "--schema",
         "auto",
         "--preset",
         "Cost optimized",
+        *shape_flags(shape),
     )
     assert code == 0
-    assert configs == [{"model": "claude-haiku-4-5", "max_turns": 8}] * 4
+    assert sorted(seen)[0] == (
+        "Plan a 2-day trip to Paris",
+        {"model": "claude-haiku-4-5", "max_turns": 8},
+    )
+    assert [config for _, config in seen] == [{"model": "claude-haiku-4-5", "max_turns": 8}] * 4
+
+
+PRESET_DOCUMENT: dict[str, Any] = {
+    "input_schema": {
+        "type": "object",
+        "properties": {"goal": {"type": "string"}, "config": {"type": "object"}},
+    },
+    "presets": {
+        "Cost optimized": {"model": "claude-haiku-4-5", "max_turns": 8},  # a config payload
+        "Opus fields": {"config": {"model": "claude-opus-4-7"}},  # top-level fields
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("shape", "preset", "config"),
+    [
+        ("flat", "Cost optimized", {"model": "claude-haiku-4-5", "max_turns": 8}),
+        ("flat", "Opus fields", {"model": "claude-opus-4-7"}),
+        ("wrapped", "Cost optimized", {"model": "claude-haiku-4-5", "max_turns": 8}),
+    ],
+)
+def test_preset_in_the_body_as_sent(
+    tmp_path: Path, shape: Shape, preset: str, config: dict[str, Any]
+) -> None:
+    """What reaches the endpoint: the Agent Playground merges the preset's fields at the top
+    level (replacing config, keeping the goal placeholder); the setup page puts it in config."""
+    bodies: list[dict[str, Any]] = []
+
+    async def capture(request: Request) -> Response:
+        bodies.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    document = tmp_path / "schema.json"
+    document.write_text(json.dumps(PRESET_DOCUMENT))
+    template = json.loads(SAMPLE_TEMPLATES[shape].read_text())
+    with live_server(Starlette(routes=[Route("/invoke", capture, methods=["POST"])])) as base:
+        code = coordinator(
+            base + "/invoke",
+            tmp_path / "r.jsonl",
+            "--template",
+            json.dumps(template),
+            "--schema",
+            str(document),
+            "--preset",
+            preset,
+            *shape_flags(shape),
+        )
+    assert code == 0
+    assert len(bodies) == 4
+    paris = next(b for b in bodies if b["arize_metadata"]["example_id"] == "trip-paris")
+    fields = paris if shape == "flat" else paris["input"]
+    assert fields["goal"] == "Plan a 2-day trip to Paris"
+    assert fields["config"] == config
+    expected_keys = (
+        {"goal", "config", "arize_metadata"} if shape == "flat" else {"input", "arize_metadata"}
+    )
+    assert set(paris) == expected_keys
+
+
+def test_a_fields_preset_in_the_wrapped_shape_stays_a_config_payload() -> None:
+    """Wrapped keeps today's rule whatever the preset holds: the payload is `config`."""
+    template = {"goal": "{{question}}"}
+    assert with_preset(template, PRESET_DOCUMENT, "Opus fields", "wrapped") == {
+        "goal": "{{question}}",
+        "config": {"config": {"model": "claude-opus-4-7"}},
+    }
 
 
 def test_unknown_preset_lists_the_presets(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = coordinator(
-        url, tmp_path / "r.jsonl", "--template", '{"goal": "{{question}}"}', "--preset", "Fast"
-    )
+    code = coordinator(url, tmp_path / "r.jsonl", "--template", GOALS["flat"], "--preset", "Fast")
     assert code == 2
     assert "no preset 'Fast'; presets: Production baseline, Opus comparison, Cost optimized" in (
         capsys.readouterr().err
@@ -180,7 +312,9 @@ def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
     code, arrivals = run_recorded(
         tmp_path / "r.jsonl",
         lambda _, __: time.monotonic(),
-        '{"goal": "{{question}}"}',
+        GOALS["wrapped"],
+        "--shape",
+        "wrapped",
         "--rate",
         "10",
         "--concurrency",
@@ -215,7 +349,7 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
 
     async def accept(request: Request) -> Response:
         body = await request.json()
-        run_id, question = body["arize_metadata"]["run_id"], body["input"]["goal"]
+        run_id, question = body["arize_metadata"]["run_id"], body["goal"]  # the flat shape
         if "Paris" in question:  # this job never reports back
             return JSONResponse({"job_id": "j-lost"}, status_code=202)
         if "Lisbon" in question:  # answered synchronously
@@ -230,7 +364,7 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
             base + "/invoke",
             results,
             "--template",
-            '{"goal": "{{question}}"}',
+            GOALS["flat"],
             "--log-api-port",
             str(log_port),
             "--log-api-key",
@@ -256,7 +390,7 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
 def test_dry_run_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     closed = f"http://127.0.0.1:{free_port()}/invoke"  # nothing listens: a send would fail
     results = tmp_path / "r.jsonl"
-    code = coordinator(closed, results, "--template", '{"goal": "{{question}}"}', "--dry-run")
+    code = coordinator(closed, results, "--template", GOALS["flat"], "--dry-run")
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert code == 0
     assert [line["attempts"] for line in lines] == [0, 0, 0, 0]
@@ -273,6 +407,7 @@ def test_config_file_with_headers_and_flags_winning(
         f'dataset = "{SAMPLES / "trips.csv"}"\n'
         f'results = "{tmp_path / "from-config.jsonl"}"\n'
         "concurrency = 2\n"
+        'shape = "wrapped"\n'
         "[template]\n"
         'goal = "{{question}}"\n'
         "[headers]\n"
@@ -282,7 +417,9 @@ def test_config_file_with_headers_and_flags_winning(
     code = main(["coordinator", "run", "--config", str(config), "--results", str(flag_results)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert len(flag_results.read_text().splitlines()) == 4
+    lines = [json.loads(line) for line in flag_results.read_text().splitlines()]
+    assert [line["status"] for line in lines] == [200] * 4
+    assert {line["shape"] for line in lines} == {"wrapped"}
     assert not (tmp_path / "from-config.jsonl").exists()
     assert KEY not in out + err
 
@@ -293,8 +430,13 @@ def test_config_file_with_headers_and_flags_winning(
         ('{"url": "http://127.0.0.1:1/invoke", "colour": "blue"}', "unknown options colour"),
         ('{"template": {"goal": "x"}}', "missing --url, --dataset (as flags or in --config)"),
         ("{not json", "--config"),
+        (
+            '{"url": "http://127.0.0.1:1/invoke", "dataset": "d.csv", "template": {}, '
+            '"shape": "nested"}',
+            "shape must be one of flat, wrapped",
+        ),
     ],
-    ids=["unknown option", "missing required", "unreadable"],
+    ids=["unknown option", "missing required", "unreadable", "unknown shape"],
 )
 def test_bad_config_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str

@@ -1,4 +1,8 @@
-"""The experiment runner against live servers on 127.0.0.1."""
+"""The experiment runner against live servers on 127.0.0.1, in both of Arize's body shapes.
+
+The end-to-end tests against the real app run in both shapes: the flat one needs the app to
+accept the Agent Playground's top-level fields (issue 13).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from starlette.routing import Route
 from app.context import AgentContext
 from app.main import create_app
 from coordinator.runner import Experiment, run_experiment
+from coordinator.template import Shape
 from tests.agents import echo
 from tests.conftest import KEY, make_settings
 from tests.live import free_port, live_server
@@ -26,7 +31,22 @@ from tests.processes import ROOT
 
 OPEN_SCHEMA = ROOT / "tests" / "open_schema.json"
 ROWS = [{"input": f"Plan trip {i}", "turns": i} for i in range(5)]
-TEMPLATE = {"goal": "{{input}}", "config": {"max_turns": "{{turns}}"}}
+TEMPLATE = {"goal": "{{input}}", "config": {"max_turns": "{{turns}}"}}  # wrapped
+TEMPLATES: dict[Shape, dict[str, Any]] = {
+    "wrapped": TEMPLATE,
+    "flat": {"goal": "{{dataset.input}}", "config": {"max_turns": "{{dataset.turns}}"}},
+}
+SHAPES: list[Shape] = ["flat", "wrapped"]
+METADATA_KEYS = {"dataset_id", "experiment_id", "run_id", "example_id", "space_id", "project_name"}
+
+
+def fields_of(shape: Shape, body: dict[str, Any]) -> dict[str, Any]:
+    """The hydrated template inside a body as sent in `shape`."""
+    if shape == "wrapped":
+        assert set(body) == {"input", "arize_metadata"}
+        inner: dict[str, Any] = body["input"]
+        return inner
+    return {key: value for key, value in body.items() if key != "arize_metadata"}
 
 
 def run(experiment: Experiment, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -44,10 +64,12 @@ def echo_url() -> Iterator[str]:
         yield url + "/invoke"
 
 
-def test_happy_path_results_file(echo_url: str) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_happy_path_results_file(echo_url: str, shape: Shape) -> None:
     experiment = Experiment(
         url=echo_url,
-        template=TEMPLATE,
+        template=TEMPLATES[shape],
+        shape=shape,
         headers={"Authorization": f"Bearer {KEY}"},
         project_name="trips",
     )
@@ -55,8 +77,9 @@ def test_happy_path_results_file(echo_url: str) -> None:
     assert failed == 0
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
     for row, result in zip(ROWS, results, strict=True):
-        assert result["status"] == 200
+        assert result["status"] == 200, result
         assert result["attempts"] == 1
+        assert result["shape"] == shape
         assert result["error"] is None
         assert result["request"] == {"goal": row["input"], "config": {"max_turns": row["turns"]}}
         # The agent echoes what it received: the hydrated input and the run id we sent.
@@ -68,7 +91,8 @@ def test_happy_path_results_file(echo_url: str) -> None:
     assert KEY not in json.dumps(results)
 
 
-def test_headers_and_metadata_as_arize_sends_them() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_headers_and_metadata_as_arize_sends_them(shape: Shape) -> None:
     seen: list[dict[str, Any]] = []
 
     async def capture(request: Request) -> Response:
@@ -79,7 +103,8 @@ def test_headers_and_metadata_as_arize_sends_them() -> None:
     with live_server(app) as url:
         experiment = Experiment(
             url=url + "/invoke",
-            template=TEMPLATE,
+            template=TEMPLATES[shape],
+            shape=shape,
             headers={"X-API-Key": "k"},
             space_id="sp 1",
             project_name="my project",
@@ -91,7 +116,11 @@ def test_headers_and_metadata_as_arize_sends_them() -> None:
     assert headers["baggage"] == "arize.space_id=sp%201,arize.project_name=my%20project"
     assert headers["x-api-key"] == "k"
     assert headers["content-type"] == "application/json"
-    assert body["input"] == {"goal": "Plan trip 0", "config": {"max_turns": 0}}
+    if shape == "flat":  # the Agent Playground: the fields at the top level, the ids beside
+        assert set(body) == {"goal", "config", "arize_metadata"}
+    else:  # the setup page: the fields under input
+        assert set(body) == {"input", "arize_metadata"}
+    assert fields_of(shape, body) == {"goal": "Plan trip 0", "config": {"max_turns": 0}}
     assert body["arize_metadata"] == {
         "dataset_id": experiment.dataset_id,
         "experiment_id": experiment.experiment_id,
@@ -102,12 +131,15 @@ def test_headers_and_metadata_as_arize_sends_them() -> None:
     }
 
 
-def test_wrong_body_shape_is_recorded_from_the_endpoints_diagnostic() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_wrong_body_shape_is_recorded_from_the_endpoints_diagnostic(shape: Shape) -> None:
     """A template the agent's input schema refuses: 422 recorded, not retried."""
+    question = "{{dataset.input}}" if shape == "flat" else "{{input}}"
     with live_server(create_app(make_settings())) as url:
         experiment = Experiment(
             url=url + "/invoke",
-            template={"question": "{{input}}"},
+            template={"question": question},
+            shape=shape,
             headers={"Authorization": f"Bearer {KEY}"},
         )
         results, failed = run(experiment, ROWS[:2])
@@ -116,17 +148,21 @@ def test_wrong_body_shape_is_recorded_from_the_endpoints_diagnostic() -> None:
         assert result["status"] == 422
         assert result["attempts"] == 1
         assert result["error"]["kind"] == "http"
-        assert result["error"]["body"]["error"]["type"] == "input_schema_violation"
+        assert result["error"]["body"]["error"]["type"] == "input_schema_violation", result
 
 
-def test_auth_failure_is_recorded_without_retry(echo_url: str) -> None:
-    experiment = Experiment(url=echo_url, template=TEMPLATE, headers={"X-API-Key": "wrong"})
+@pytest.mark.parametrize("shape", SHAPES)
+def test_auth_failure_is_recorded_without_retry(echo_url: str, shape: Shape) -> None:
+    experiment = Experiment(
+        url=echo_url, template=TEMPLATES[shape], shape=shape, headers={"X-API-Key": "wrong"}
+    )
     results, failed = run(experiment, ROWS[:1])
     assert failed == 1
     assert (results[0]["status"], results[0]["attempts"]) == (401, 1)
 
 
-def test_timeout_is_recorded() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_timeout_is_recorded(shape: Shape) -> None:
     async def slow(input: dict[str, Any], ctx: AgentContext) -> str:  # noqa: A002
         await asyncio.sleep(5)
         return "late"
@@ -135,13 +171,14 @@ def test_timeout_is_recorded() -> None:
     with live_server(app) as url:
         experiment = Experiment(
             url=url + "/invoke",
-            template=TEMPLATE,
+            template=TEMPLATES[shape],
+            shape=shape,
             headers={"Authorization": f"Bearer {KEY}"},
             timeout=0.3,
         )
         results, failed = run(experiment, ROWS[:1])
     assert failed == 1
-    assert results[0]["error"]["kind"] == "timeout"
+    assert results[0]["error"]["kind"] == "timeout", results[0]
     assert results[0]["status"] is None
     assert results[0]["attempts"] == 1
 
@@ -157,7 +194,7 @@ def test_retries_on_503_then_succeeds() -> None:
 
     app = Starlette(routes=[Route("/invoke", flaky, methods=["POST"])])
     with live_server(app) as url:
-        experiment = Experiment(url=url + "/invoke", template=TEMPLATE, backoff=0.01)
+        experiment = Experiment(url=url + "/invoke", template=TEMPLATES["flat"], backoff=0.01)
         results, failed = run(experiment, ROWS[:1])
     assert failed == 0
     assert (results[0]["status"], results[0]["attempts"]) == (200, 3)
@@ -167,14 +204,15 @@ def test_retries_on_503_then_succeeds() -> None:
 
 def test_connection_errors_are_retried_then_recorded() -> None:
     closed = f"http://127.0.0.1:{free_port()}/invoke"
-    experiment = Experiment(url=closed, template=TEMPLATE, retries=2, backoff=0.01)
+    experiment = Experiment(url=closed, template=TEMPLATES["flat"], retries=2, backoff=0.01)
     results, failed = run(experiment, ROWS[:1])
     assert failed == 1
     assert results[0]["error"]["kind"] == "connection"
     assert results[0]["attempts"] == 3
 
 
-def test_concurrency_is_honoured_server_side() -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_concurrency_is_honoured_server_side(shape: Shape) -> None:
     lock = threading.Lock()
     in_flight = peak = 0
 
@@ -193,22 +231,80 @@ def test_concurrency_is_honoured_server_side() -> None:
     with live_server(app) as url:
         experiment = Experiment(
             url=url + "/invoke",
-            template=TEMPLATE,
+            template=TEMPLATES[shape],
+            shape=shape,
             headers={"Authorization": f"Bearer {KEY}"},
             concurrency=3,
         )
         results, failed = run(experiment, rows)
-    assert failed == 0
+    assert failed == 0, results[0]
     assert len(results) == 12
     assert peak == 3
 
 
-def test_row_missing_a_column_value_is_a_recorded_error(echo_url: str) -> None:
-    experiment = Experiment(url=echo_url, template=TEMPLATE, headers={"X-API-Key": KEY})
+@pytest.mark.parametrize(
+    ("shape", "placeholder"), [("flat", "dataset.turns"), ("wrapped", "turns")]
+)
+def test_row_missing_a_column_value_is_a_recorded_error(
+    echo_url: str, shape: Shape, placeholder: str
+) -> None:
+    experiment = Experiment(
+        url=echo_url, template=TEMPLATES[shape], shape=shape, headers={"X-API-Key": KEY}
+    )
     results, failed = run(experiment, [{"input": "no turns here"}])
     assert failed == 1
     assert results[0]["error"] == {
         "kind": "template",
-        "message": "this row has no value for {{turns}}",
+        "message": f"this row has no value for {{{{{placeholder}}}}}",
     }
+    assert results[0]["attempts"] == 0
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_retry_keeps_the_runs_ids(shape: Shape) -> None:
+    """The first attempt of every row meets a 503; the retry carries the same run id (and
+    the same ids and fields), so the endpoint can tell a retry from a new run."""
+    bodies: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    async def busy_first(request: Request) -> Response:
+        body = await request.json()
+        with lock:
+            bodies.append(body)
+            first = (
+                sum(
+                    b["arize_metadata"]["run_id"] == body["arize_metadata"]["run_id"]
+                    for b in bodies
+                )
+                == 1
+            )
+        if first:
+            return JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": "0"})
+        return JSONResponse({"run_id": body["arize_metadata"]["run_id"]})
+
+    app = Starlette(routes=[Route("/invoke", busy_first, methods=["POST"])])
+    with live_server(app) as url:
+        experiment = Experiment(
+            url=url + "/invoke", template=TEMPLATES[shape], shape=shape, backoff=0.01
+        )
+        results, failed = run(experiment, ROWS[:3])
+    assert failed == 0
+    assert [r["attempts"] for r in results] == [2, 2, 2]
+    assert len(bodies) == 6
+    for result in results:
+        sent = [b for b in bodies if b["arize_metadata"]["run_id"] == result["run_id"]]
+        assert len(sent) == 2
+        assert sent[0] == sent[1]  # the same body: ids, example, fields
+        assert set(sent[0]["arize_metadata"]) == METADATA_KEYS
+        assert fields_of(shape, sent[0]) == result["request"]
+        assert result["response"] == {"run_id": result["run_id"]}
+
+
+def test_a_flat_template_that_is_not_an_object_is_a_recorded_error(echo_url: str) -> None:
+    """The runner's own guard, for callers that skip check_template: nothing is sent."""
+    experiment = Experiment(url=echo_url, template=["{{dataset.input}}"], shape="flat")
+    results, failed = run(experiment, ROWS[:1])
+    assert failed == 1
+    assert results[0]["error"]["kind"] == "template"
+    assert "must be a JSON object" in results[0]["error"]["message"]
     assert results[0]["attempts"] == 0

@@ -35,8 +35,9 @@ def capture_app(seen: list[dict[str, str]]) -> Starlette:
     async def invoke(request: Request) -> Response:
         seen.append(dict(request.headers))
         body = await request.json()
-        status = 500 if body["input"]["goal"] == "fail" else 200
-        return JSONResponse({"echo": body["input"]}, status_code=status)
+        fields = {key: value for key, value in body.items() if key != "arize_metadata"}
+        status = 500 if fields["goal"] == "fail" else 200  # the flat shape, the default
+        return JSONResponse({"echo": fields}, status_code=status)
 
     return Starlette(routes=[Route("/invoke", invoke, methods=["POST"])])
 
@@ -50,7 +51,7 @@ def test_traceparent_is_the_run_spans_context() -> None:
     with live_server(capture_app(seen)) as base:
         experiment = Experiment(
             url=base + "/invoke",
-            template={"goal": "{{q}}"},
+            template={"goal": "{{dataset.q}}"},
             spans=RunSpans(provider),
             retries=0,
             project_name="trips",
@@ -100,7 +101,7 @@ def test_cli_exports_run_spans_over_otlp_http(tmp_path: Path) -> None:
                 "--dataset",
                 str(ROOT / "coordinator" / "samples" / "trips.csv"),
                 "--template",
-                '{"goal": "{{question}}"}',
+                '{"goal": "{{dataset.question}}"}',
                 "--results",
                 str(tmp_path / "r.jsonl"),
                 "--otlp-endpoint",
