@@ -214,6 +214,8 @@ def run_coordinator(
         str(dataset),
         "--template",
         json.dumps(dataset_file.TEMPLATE),
+        "--shape",
+        "wrapped",  # the `{{question}}` template and wrk's body are the setup page's shape
         "--concurrency",
         str(concurrency),
         "--retries",

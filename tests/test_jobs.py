@@ -301,7 +301,7 @@ def test_the_coordinator_gets_every_rows_result_through_the_log_api(tmp_path: Pa
             [
                 "coordinator", "run", "--url", f"{base}/invoke/async",
                 "--dataset", str(ROOT / "coordinator" / "samples" / "trips.csv"),
-                "--template", '{"goal": "{{question}}"}',
+                "--template", '{"goal": "{{dataset.question}}"}',
                 "--header", f"Authorization: Bearer {KEY}",
                 "--log-api-port", str(log_port), "--log-api-key", LOG_API_KEY,
                 "--space-key", "space-1", "--push-wait", "10", "--results", str(results),
