@@ -470,3 +470,15 @@ async def test_a_job_waits_for_the_slot_a_timed_out_sync_agent_still_holds() -> 
     assert first["error"]["type"] == "agent_timeout"
     assert second["status"] == "succeeded", second  # waited for the thread, not refused
     assert second["result"] == "slept"
+
+
+@pytest.mark.anyio
+async def test_a_jobs_clock_counts_down_from_the_jobs_time_limit() -> None:
+    async def clock(input: dict[str, Any], ctx: Any) -> float:  # noqa: A002
+        left: float = ctx.time_left()
+        return left
+
+    settings = make_settings(timeout_seconds=110, job_timeout_seconds=3600)
+    async with client_for(create_app(settings, agent=clock)) as client:
+        done = await wait_finished(client, (await submit(client))["status_url"])
+    assert 3000 < done["result"] <= 3600  # not the sync route's 110 s
