@@ -201,6 +201,14 @@ def add_job_routes(
     status = status_handler(authenticate, jobs)
     cancel = cancel_handler(authenticate, jobs)
     app.router.routes.append(Route(submit_path, submit, methods=["POST"]))
+
+    async def job(request: Request) -> Response:
+        handler = cancel if request.method == "DELETE" else status
+        return await handler(request, request.path_params["job_id"])
+
+    # One route serves both methods, so a 405 lists both in `Allow`; the FastAPI routes
+    # below only document them.
+    app.router.routes.append(Route(STATUS_PATH, job, methods=["GET", "DELETE"]))
     app.add_api_route(
         submit_path,
         submit,
