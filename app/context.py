@@ -83,7 +83,10 @@ def build_context(
     metadata: ArizeMetadata | None,
     settings: Settings,
     span: Span = INVALID_SPAN,
+    timeout: float | None = None,
 ) -> AgentContext:
+    """The agent's context; `timeout` is the run's own limit (a job's), by default the sync
+    route's AGENT_TIMEOUT_SECONDS, so `ctx.time_left()` counts down from the limit that applies."""
     config = payload.get("config")
     run_id = metadata.run_id if metadata else None
     return AgentContext(
@@ -91,6 +94,6 @@ def build_context(
         metadata=metadata,
         settings=settings,
         logger=logging.LoggerAdapter(AGENT_LOGGER, {"run_id": run_id}),
-        deadline=time.monotonic() + settings.timeout_seconds,
+        deadline=time.monotonic() + (timeout if timeout is not None else settings.timeout_seconds),
         span=span,
     )

@@ -6,7 +6,7 @@ project), and the trace context of the request span (`traceparent`, `tracestate`
 so the job's span continues the request's trace and is routed to the same space.
 
 `GET /jobs/{job_id}` shows a job's `JobView`: status, timestamps, the result or the error, and
-how the push of the result went.
+how the push of the result went; `DELETE /jobs/{job_id}` cancels an unfinished job.
 """
 
 from __future__ import annotations
@@ -26,13 +26,16 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by `DELETE /jobs/{job_id}` before it finished
 
 
-FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobError(BaseModel):
-    type: str = Field(description="agent_error, agent_timeout, invalid_agent_output, ...")
+    type: str = Field(
+        description="agent_error, agent_timeout, invalid_agent_output, cancelled, ..."
+    )
     message: str
 
 

@@ -8,16 +8,30 @@
 Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end. `claim_push` makes
 the result push happen once per job even when two runs of the same job (a worker presumed
 dead that was not) finish together: the first claim wins.
+
+`update` is the compare-and-set through which a job changes status (start, finish, cancel):
+it reads the job, asks `change` what the job becomes (None: leave it), and stores that only
+if nobody changed the job in between (Redis: WATCH/MULTI, retried on a conflict). So a
+cancellation and an agent's late result cannot both win: whichever comes second sees the
+job finished and leaves it alone.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from app.job import FINISHED, Job, now
+from app.job import FINISHED, Job, JobStatus, now
+
+Change = Callable[[Job], Job | None]
+
+
+class Updated(NamedTuple):
+    job: Job | None  # as stored after the update; None: no such job
+    changed: bool
 
 
 class JobStoreUnavailableError(Exception):
@@ -33,6 +47,12 @@ class JobStore(Protocol):
 
     async def discard(self, job_id: str) -> None:
         """Forget a job that was never queued."""
+
+    async def update(self, job_id: str, change: Change) -> Updated:
+        """Store `change(job)` unless it is None, atomically; the job as stored after."""
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """True once the job is cancelled; polled by the run of the job, so it is cheap."""
 
     async def claim_push(self, job_id: str) -> bool:
         """True for the first caller only: it pushes the job's result."""
@@ -58,6 +78,21 @@ class MemoryJobStore:
 
     async def discard(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
+
+    async def update(self, job_id: str, change: Change) -> Updated:
+        # No await between the read and the write: atomic on the event loop.
+        job = self._jobs.get(job_id)
+        if job is None:
+            return Updated(None, changed=False)
+        new = change(job.model_copy(deep=True))
+        if new is None:
+            return Updated(job.model_copy(deep=True), changed=False)
+        await self.save(new)
+        return Updated(new.model_copy(deep=True), changed=True)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        job = self._jobs.get(job_id)
+        return job is not None and job.status is JobStatus.CANCELLED
 
     async def claim_push(self, job_id: str) -> bool:
         if self._claims.get(job_id, 0.0) > time.monotonic():

@@ -12,19 +12,26 @@
   (`app/worker.py`). Any number of API replicas and workers; a job survives a lost worker
   and a Redis restart (with Redis persistence on).
 - `off`: no `POST /invoke/async`.
+
+`DELETE /jobs/{id}` (`Jobs.cancel`) marks an unfinished job `cancelled` in the store, by
+compare-and-set. A queued job then never starts, and this process pushes it at once (no run
+will); a running job's run notices within `CANCEL_POLL_SECONDS`, wherever it runs, stops the
+agent and pushes it (`app/job_runner.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from app.entrypoint import Agent
 from app.envelope import ArizeMetadata
-from app.job import Job, JobStatus, PushState, new_job_id, now
+from app.job import FINISHED, Job, JobError, JobStatus, PushState, new_job_id, now
 from app.job_queue import LocalJobQueue
-from app.job_runner import JobRunner
-from app.job_store import JobStore, MemoryJobStore
+from app.job_runner import JobRunner, ResultPushes
+from app.job_store import JobStore, MemoryJobStore, Updated
 from app.redaction import Redactor
 from app.result_push import build_pusher
 from app.runner import AgentRunner
@@ -33,16 +40,41 @@ from app.tracing import Tracing
 
 Submit = Callable[[str], Awaitable[None]]
 
+log = logging.getLogger("agent_endpoint")
+
+
+def cancel(job: Job) -> Job | None:
+    """The change `DELETE /jobs/{id}` makes: an unfinished job becomes `cancelled`, with the
+    error type the pushed record's label shows; a finished one stays as it is."""
+    if job.status in FINISHED:
+        return None
+    stage = "while it ran" if job.status is JobStatus.RUNNING else "before it started"
+    job.status, job.finished_at = JobStatus.CANCELLED, now()
+    message = f"cancelled by DELETE /jobs/{job.job_id} {stage}"
+    job.error = JobError(type="cancelled", message=message)
+    return job
+
 
 class Jobs:
-    """Creating, queuing and looking up jobs, whatever runs them."""
+    """Creating, queuing, looking up and cancelling jobs, whatever runs them."""
 
-    def __init__(self, settings: Settings, store: JobStore, submit: Submit, span_name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        submit: Submit,
+        span_name: str,
+        pushes: ResultPushes | None = None,
+    ) -> None:
         self.store = store
         self._submit = submit
         self.span_name = span_name
         self.retention_seconds = settings.job_retention_seconds
+        self.async_status = settings.async_status
         self._push_target = settings.push_target
+        self._pushes = pushes or ResultPushes(store, None)
+        self._grace = settings.job_grace_seconds
+        self._pushing: set[asyncio.Task[None]] = set()
 
     def new(
         self, payload: dict[str, Any], metadata: ArizeMetadata | None, trace: dict[str, str]
@@ -68,6 +100,33 @@ class Jobs:
             await self.store.discard(job.job_id)
             raise
 
+    async def cancel(self, job_id: str) -> Updated:
+        """Cancel the job unless it finished; `changed` says whether this call did."""
+        updated = await self.store.update(job_id, cancel)
+        job = updated.job
+        if updated.changed and job is not None and job.started_at is None:
+            # Never started: no run will notice the cancellation, so the push is ours. The
+            # queue still holds the job id; when its turn comes the job is skipped, and pushed
+            # then only if this push was lost (the push claim makes it once).
+            task = asyncio.create_task(self._pushes.push(job), name=f"push-{job_id}")
+            self._pushing.add(task)
+            task.add_done_callback(self._pushed)
+        return updated
+
+    def _pushed(self, task: asyncio.Task[None]) -> None:
+        self._pushing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("push of cancelled job failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Give the pushes of cancelled jobs AGENT_JOB_GRACE_SECONDS; a push cut short is
+        made by the job's next run, once its claim lapses."""
+        if self._pushing:
+            await asyncio.wait(set(self._pushing), timeout=self._grace)
+        for task in set(self._pushing):
+            task.cancel()
+        await asyncio.gather(*self._pushing, return_exceptions=True)
+
 
 class LocalJobs:
     """`AGENT_JOBS=local`: the queue's consumers run jobs in this process."""
@@ -91,7 +150,13 @@ class LocalJobs:
             concurrency=settings.job_concurrency,
             max_queued=settings.job_queue_size,
         )
-        self.jobs = Jobs(settings, store, self.queue.submit, f"{agent.name} (async)")
+        self.jobs = Jobs(
+            settings,
+            store,
+            self.queue.submit,
+            f"{agent.name} (async)",
+            self.job_runner.pushes,
+        )
         self._grace = settings.job_grace_seconds
 
     def start(self) -> None:
@@ -99,6 +164,7 @@ class LocalJobs:
 
     async def close(self) -> None:
         await self.queue.close(self._grace)
+        await self.jobs.close()
         self.runner.close()
         if self.pusher is not None:
             await self.pusher.close()
@@ -136,5 +202,5 @@ def build_jobs(
         # Imported here: the Redis client and dramatiq cost every process about 8 MiB.
         from app.redis_jobs import RedisJobs  # noqa: PLC0415
 
-        return RedisJobs(settings, agent)
+        return RedisJobs(settings, agent, redact)
     return None

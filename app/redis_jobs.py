@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from app.entrypoint import Agent
-from app.job import FINISHED, Job
+from app.job import FINISHED, Job, JobStatus
 from app.job_broker import NAMESPACE, build_broker, job_actor
-from app.job_store import JobStoreUnavailableError
+from app.job_runner import ResultPushes
+from app.job_store import Change, JobStoreUnavailableError, Updated
 from app.jobs import Jobs
+from app.redaction import Redactor
+from app.result_push import build_pusher
 from app.settings import Settings
 
 
@@ -34,7 +37,9 @@ CONNECTION_WAIT_SECONDS = 10
 
 
 class RedisJobStore:
-    """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`.
+    """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`; a
+    cancelled job also has `<namespace>:cancel:<id>`, which its running worker polls (a key
+    that exists or not is cheaper to poll than the job's document, which holds its input).
 
     An unfinished job expires too, after its time limit plus the retention, so a job whose
     every run was lost does not stay in Redis for ever. A push claim lapses after the longest
@@ -64,10 +69,14 @@ class RedisJobStore:
     def _key(self, kind: str, job_id: str) -> str:
         return f"{self._prefix}:{kind}:{job_id}"
 
+    def _ttl(self, job: Job) -> int:
+        return self._retention if job.status in FINISHED else self._unfinished
+
     async def save(self, job: Job) -> None:
-        ttl = self._retention if job.status in FINISHED else self._unfinished
         with unavailable_on_error():
-            await self._redis.set(self._key("job", job.job_id), job.model_dump_json(), ex=ttl)
+            await self._redis.set(
+                self._key("job", job.job_id), job.model_dump_json(), ex=self._ttl(job)
+            )
 
     async def get(self, job_id: str) -> Job | None:
         with unavailable_on_error():
@@ -77,6 +86,35 @@ class RedisJobStore:
     async def discard(self, job_id: str) -> None:
         with unavailable_on_error():
             await self._redis.delete(self._key("job", job_id))
+
+    async def update(self, job_id: str, change: Change) -> Updated:
+        """WATCH the job, read it, MULTI/EXEC the change; another writer in between makes
+        EXEC fail (WatchError) and the whole read-change-write starts over."""
+        key = self._key("job", job_id)
+        with unavailable_on_error():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        data = await pipe.get(key)
+                        if data is None:
+                            return Updated(None, changed=False)
+                        job = Job.model_validate_json(data)
+                        new = change(job.model_copy(deep=True))
+                        if new is None:
+                            return Updated(job, changed=False)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.set(key, new.model_dump_json(), ex=self._ttl(new))
+                        if new.status is JobStatus.CANCELLED:
+                            pipe.set(self._key("cancel", job_id), "1", ex=self._unfinished)
+                        await pipe.execute()
+                        return Updated(new, changed=True)
+                    except WatchError:
+                        continue
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        with unavailable_on_error():
+            return bool(await self._redis.exists(self._key("cancel", job_id)))
 
     async def claim_push(self, job_id: str) -> bool:
         key = self._key("push", job_id)
@@ -101,7 +139,7 @@ def redis_store(settings: Settings) -> RedisJobStore:
 class RedisJobs:
     """`AGENT_JOBS=redis`, the API side: store in Redis, enqueue for the workers."""
 
-    def __init__(self, settings: Settings, agent: Agent) -> None:
+    def __init__(self, settings: Settings, agent: Agent, redact: Redactor) -> None:
         self._broker = build_broker(settings)
         actor = job_actor(self._broker)
 
@@ -109,11 +147,18 @@ class RedisJobs:
             with unavailable_on_error():
                 await asyncio.to_thread(actor.send, job_id)  # redis-py's client blocks
 
-        self.jobs = Jobs(settings, redis_store(settings), enqueue, f"{agent.name} (async)")
+        store = redis_store(settings)
+        # Pushes a job cancelled before it started (a running one is pushed by its worker).
+        self._pusher = build_pusher(settings, redact)
+        pushes = ResultPushes(store, self._pusher)
+        self.jobs = Jobs(settings, store, enqueue, f"{agent.name} (async)", pushes)
 
     def start(self) -> None:
         """Nothing to start: the workers run the jobs."""
 
     async def close(self) -> None:
+        await self.jobs.close()
+        if self._pusher is not None:
+            await self._pusher.close()
         await self.jobs.store.close()
         self._broker.close()

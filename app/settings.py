@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
         description="Redis for durable jobs and worker processes, e.g. redis://127.0.0.1:6379/0.",
     )
+    async_status: Literal[200, 202] = Field(
+        default=200,
+        description="Status of POST /invoke/async's answer: 200 (Arize records any other "
+        "status as a failed run) or 202; a caller's `Prefer: respond-async` gets 202 anyway.",
+    )
     job_timeout_seconds: float = Field(
         default=3600, gt=0, description="Time limit of one async job's agent run."
     )
@@ -282,6 +287,12 @@ class Settings(BaseSettings):
                 f"{', '.join(sorted(TRACE_EXPORTERS))}"
             )
         return names
+
+    @field_validator("async_status", mode="before")
+    @classmethod
+    def _status_from_text(cls, value: object) -> object:
+        # The environment gives text; a Literal of ints takes no text.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @property
     def exporters(self) -> frozenset[str]:

@@ -125,7 +125,7 @@ async def run_experiment(
         if result.pushed is None:
             result.error = {
                 "kind": "push_timeout",
-                "message": f"202 accepted, but no record with prediction_id={result.run_id} "
+                "message": f"job accepted, but no record with prediction_id={result.run_id} "
                 f"reached the log API within {experiment.push_wait:g} s",
             }
         finish(result)
@@ -133,7 +133,7 @@ async def run_experiment(
     async def worker(client: aiohttp.ClientSession) -> None:
         for index, row in numbered:  # workers share one iterator: each row is taken once
             result = await run_one(experiment, client, index, row, pace)
-            if result.status == 202 and experiment.pushes is not None:
+            if experiment.pushes is not None and accepted_as_job(result):
                 # Arize's run is over; its final result arrives through the log API later.
                 waiting.append(asyncio.create_task(await_push(result)))
             else:
@@ -143,6 +143,15 @@ async def run_experiment(
         await asyncio.gather(*(worker(client) for _ in range(experiment.concurrency)))
     await asyncio.gather(*waiting)
     return failed
+
+
+def accepted_as_job(result: RunResult) -> bool:
+    """A 202, or a 200 whose body is a job document (agent-endpoint's `/invoke/async` answers
+    200 by default, since Arize counts any other status as a failed run)."""
+    if result.status == 202:
+        return True
+    body = result.response
+    return result.status == 200 and isinstance(body, dict) and {"job_id", "status_url"} <= set(body)
 
 
 async def wait_for_push(store: LogStore, run_id: str, wait_seconds: float) -> dict[str, Any] | None:

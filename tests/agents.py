@@ -87,3 +87,17 @@ async def job(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
     """An async job: waits `input["seconds"]` (default none), then answers with its goal."""
     await asyncio.sleep(float(input.get("seconds", 0)))
     return {"done": input.get("goal"), "run_id": ctx.run_id}
+
+
+def cancellable(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """A sync job that, given `input["marker"]`, writes "started" there, waits up to 60 s for
+    `ctx.cancelled`, then appends "cancelled" if it was set; without a marker it answers."""
+    marker = input.get("marker")
+    if marker is None:
+        return {"done": input.get("goal")}
+    with open(marker, "w") as file:  # noqa: PTH123
+        file.write("started\n")
+    cancelled = ctx.cancelled.wait(60)
+    with open(marker, "a") as file:  # noqa: PTH123
+        file.write("cancelled\n" if cancelled else "timed out\n")
+    return {"done": input.get("goal")}

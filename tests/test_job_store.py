@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.job import Job, JobStatus, PushState, now
+from app.job import FINISHED, Job, JobStatus, PushState, now
 from app.job_store import JobStore, MemoryJobStore
 from app.redis_jobs import RedisJobStore
 from tests.redis_server import RedisServer
@@ -75,3 +75,53 @@ async def test_the_first_push_claim_wins_until_it_lapses(store: JobStore) -> Non
     assert await store.claim_push("b")
     await asyncio.sleep(1.1)  # Redis counts expiry in whole seconds (at least 1)
     assert await store.claim_push("a")  # the claimer died: another run may push
+
+
+def cancel(stored: Job) -> Job | None:
+    if stored.status in FINISHED:
+        return None
+    stored.status = JobStatus.CANCELLED
+    return stored
+
+
+def succeed(stored: Job) -> Job | None:
+    if stored.status in FINISHED:
+        return None
+    stored.status, stored.result = JobStatus.SUCCEEDED, "late result"
+    return stored
+
+
+@pytest.mark.anyio
+async def test_an_update_changes_an_unfinished_job_only(store: JobStore) -> None:
+    await store.save(job("a"))
+    assert not await store.cancel_requested("a")
+    cancelled = await store.update("a", cancel)
+    late = await store.update("a", succeed)  # the agent's result, after the cancellation
+    stored = await store.get("a")
+    assert cancelled.changed
+    assert cancelled.job is not None
+    assert cancelled.job.status is JobStatus.CANCELLED
+    assert not late.changed
+    assert late.job is not None
+    assert late.job.status is JobStatus.CANCELLED
+    assert stored is not None
+    assert stored.status is JobStatus.CANCELLED
+    assert stored.result is None
+    assert await store.cancel_requested("a")
+    assert await store.update("never", cancel) == (None, False)
+
+
+@pytest.mark.anyio
+async def test_concurrent_updates_are_all_applied(store: JobStore) -> None:
+    """Twenty read-change-writes at once on one job: none is lost (Redis retries on WATCH)."""
+    await store.save(job("a"))
+
+    def one_more(stored: Job) -> Job:
+        stored.attempts += 1
+        return stored
+
+    results = await asyncio.gather(*(store.update("a", one_more) for _ in range(20)))
+    stored = await store.get("a")
+    assert all(result.changed for result in results)
+    assert stored is not None
+    assert stored.attempts == 20

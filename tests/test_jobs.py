@@ -1,4 +1,5 @@
-"""The async pattern in the embedded mode: 202 + job id, status, time limit, trace, result push.
+"""The async pattern in the embedded mode: 200 (or 202) + job id, status, time limit, trace,
+cancellation, result push.
 
 Pushes go to the coordinator's stand-in of Arize's log API, served by a live uvicorn on
 127.0.0.1, or to a live webhook receiver.
@@ -77,7 +78,8 @@ async def wait_finished(
         response = await client.get(status_url, headers=AUTH)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["status"] in {"succeeded", "failed"} and body["push"]["status"] != "pending":
+        finished = body["status"] in {"succeeded", "failed", "cancelled"}
+        if finished and body["push"]["status"] != "pending":
             return body
         assert time.monotonic() < deadline, f"job still {body['status']}: {body}"
         await asyncio.sleep(0.02)
@@ -85,14 +87,14 @@ async def wait_finished(
 
 async def submit(client: httpx.AsyncClient, **headers: str) -> dict[str, Any]:
     response = await client.post("/invoke/async", json=envelope(), headers={**AUTH, **headers})
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert response.headers["location"] == body["status_url"]
     return body
 
 
 @pytest.mark.anyio
-async def test_202_then_the_status_shows_the_result(log_api: tuple[str, LogStore]) -> None:
+async def test_200_then_the_status_shows_the_result(log_api: tuple[str, LogStore]) -> None:
     url, store = log_api
     app = create_app(make_settings(**arize_push(url)), agent=answer)
     async with client_for(app) as client:
@@ -311,7 +313,7 @@ def test_the_coordinator_gets_every_rows_result_through_the_log_api(tmp_path: Pa
     assert code == 0
     assert len(lines) == 4
     for line in lines:
-        assert line["status"] == 202
+        assert line["status"] == 200
         assert line["response"]["run_id"] == line["run_id"]
         assert line["pushed"]["prediction_id"] == line["run_id"]
         output = json.loads(line["pushed"]["prediction"]["features"]["output"])
@@ -443,7 +445,7 @@ def test_the_status_url_follows_the_load_balancers_headers_it_trusts(
             json=envelope(),
             headers={**AUTH, "Host": "agent.example.com", "X-Forwarded-Proto": "https"},
         )
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
     assert response.json()["status_url"].startswith(f"{scheme}://agent.example.com/jobs/job_")
 
 
@@ -470,3 +472,133 @@ async def test_a_job_waits_for_the_slot_a_timed_out_sync_agent_still_holds() -> 
     assert first["error"]["type"] == "agent_timeout"
     assert second["status"] == "succeeded", second  # waited for the thread, not refused
     assert second["result"] == "slept"
+
+
+@pytest.mark.anyio
+async def test_a_jobs_clock_counts_down_from_the_jobs_time_limit() -> None:
+    async def clock(input: dict[str, Any], ctx: Any) -> float:  # noqa: A002
+        left: float = ctx.time_left()
+        return left
+
+    settings = make_settings(timeout_seconds=110, job_timeout_seconds=3600)
+    async with client_for(create_app(settings, agent=clock)) as client:
+        done = await wait_finished(client, (await submit(client))["status_url"])
+    assert 3000 < done["result"] <= 3600  # not the sync route's 110 s
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("prefer", "async_status", "status", "applied"),
+    [
+        (None, 200, 200, None),
+        ("respond-async", 200, 202, "respond-async"),
+        ('wait=5, Respond-Async; why="a, b"', 200, 202, "respond-async"),
+        ('return=minimal; note="respond-async, please"', 200, 200, None),
+        ("respond-asynchronously", 200, 200, None),
+        (None, 202, 202, None),
+    ],
+)
+async def test_the_answer_is_200_unless_202_is_asked_for(
+    prefer: str | None, async_status: int, status: int, applied: str | None
+) -> None:
+    app = create_app(make_settings(async_status=async_status), agent=answer)
+    headers = {"Prefer": prefer} if prefer is not None else {}
+    async with client_for(app) as client:
+        response = await client.post("/invoke/async", json=envelope(), headers={**AUTH, **headers})
+        await wait_finished(client, response.json()["status_url"])
+    assert response.status_code == status, response.text
+    assert response.headers.get("preference-applied") == applied
+    assert response.headers["vary"] == "Prefer"
+    assert response.headers["location"] == response.json()["status_url"]
+    assert set(response.json()) == {"job_id", "run_id", "status_url"}
+
+
+def test_the_openapi_document_shows_both_answers_and_the_cancellation() -> None:
+    document = create_app(make_settings(), agent=answer).openapi()
+    submit_answers = document["paths"]["/invoke/async"]["post"]["responses"]
+    cancel_answers = document["paths"]["/jobs/{job_id}"]["delete"]["responses"]
+    assert {"200", "202"} <= set(submit_answers)
+    assert "respond-async" in submit_answers["202"]["description"]
+    assert {"200", "404", "409"} <= set(cancel_answers)
+
+
+@pytest.mark.anyio
+async def test_a_queued_and_a_running_job_are_cancelled_and_pushed_once(
+    log_api: tuple[str, LogStore],
+) -> None:
+    url, store = log_api
+    started: list[str] = []
+    observed: list[bool] = []
+
+    async def cancellable(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+        started.append(input["goal"])
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            observed.append(ctx.cancelled.is_set())
+            raise
+        return "not cancelled"
+
+    app = create_app(make_settings(job_concurrency=1, **arize_push(url)), agent=cancellable)
+    async with client_for(app) as client:
+        running = await submit(client)
+        queued = await submit(client)
+        await wait_status(client, running["status_url"], "running")
+        unauthenticated = await client.delete(queued["status_url"])
+        cancelled_queued = await client.delete(queued["status_url"], headers=AUTH)
+        cancelled_running = await client.delete(running["status_url"], headers=AUTH)
+        for job in (running, queued):
+            await wait_finished(client, job["status_url"])
+        again = await client.delete(running["status_url"], headers=AUTH)
+        unknown = await client.delete("/jobs/job_unknown", headers=AUTH)
+        for job in (running, queued):  # a second delivery of each job pushes nothing more
+            await app.state.jobs.job_runner.run(job["job_id"])
+        shown = [
+            (await client.get(job["status_url"], headers=AUTH)).json() for job in (running, queued)
+        ]
+    assert unauthenticated.status_code == 401
+    assert cancelled_queued.status_code == 200, cancelled_queued.text
+    assert cancelled_queued.json()["status"] == "cancelled"
+    assert cancelled_queued.json()["started_at"] is None
+    assert cancelled_running.status_code == 200, cancelled_running.text
+    assert cancelled_running.json()["status"] == "cancelled"
+    assert started == ["Plan a 3-day trip to Tokyo"]  # the queued job never started
+    assert observed == [True]  # the running agent saw ctx.cancelled, then its task cancelled
+    for job in shown:
+        assert job["status"] == "cancelled"
+        assert job["error"]["type"] == "cancelled"
+        assert job["result"] is None
+        assert job["push"]["status"] == "pushed"
+    assert "while it ran" in shown[0]["error"]["message"]
+    assert "before it started" in shown[1]["error"]["message"]
+    assert store.answers == [200, 200]  # one push each, none again
+    for record in store.by_prediction_id(METADATA["run_id"]):
+        assert record["prediction"]["label"]["score_categorical"]["score_category"] == {
+            "category": "cancelled",
+            "score": 0.0,
+        }
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["error"]["message"]
+    assert unknown.status_code == 404
+
+
+@pytest.mark.anyio
+async def test_a_finished_job_is_not_cancelled() -> None:
+    async with client_for(create_app(make_settings(), agent=answer)) as client:
+        accepted = await submit(client)
+        await wait_finished(client, accepted["status_url"])
+        refused = await client.delete(accepted["status_url"], headers=AUTH)
+        after = await client.get(accepted["status_url"], headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["type"] == "job_finished"
+    assert "already succeeded" in refused.json()["error"]["message"]
+    assert after.json()["status"] == "succeeded"
+
+
+async def wait_status(
+    client: httpx.AsyncClient, status_url: str, status: str, limit: float = 10.0
+) -> None:
+    deadline = time.monotonic() + limit
+    while (await client.get(status_url, headers=AUTH)).json()["status"] != status:
+        assert time.monotonic() < deadline, f"job never {status}"
+        await asyncio.sleep(0.02)

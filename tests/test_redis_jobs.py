@@ -117,7 +117,7 @@ def body(goal: str, run_id: str, seconds: float = 0) -> dict[str, Any]:
 async def submit(client: httpx.AsyncClient, envelope: dict[str, Any]) -> str:
     """POST /invoke/async in-process; the status URL of the accepted job."""
     response = await client.post("/invoke/async", json=envelope, headers=AUTH)
-    assert response.status_code == 202, response.text
+    assert response.status_code == 200, response.text
     status_url: str = response.json()["status_url"]
     return status_url
 
@@ -150,7 +150,7 @@ async def test_a_worker_runs_the_job_and_pushes_its_result(
     env = job_env(redis_server, url)
     async with client_for(api_app(env)) as client:
         response = await client.post("/invoke/async", json=body("Lisbon", "run-1"), headers=AUTH)
-        assert response.status_code == 202, response.text
+        assert response.status_code == 200, response.text
         status_url = response.json()["status_url"]
         assert (await status_of(client, status_url))["status"] == "queued"  # no worker yet
         with worker(env, tmp_path / "worker.log"):
@@ -199,7 +199,7 @@ async def test_queued_jobs_survive_a_redis_restart(
             response = await client.post(
                 "/invoke/async", json=body(f"city {n}", f"run-{n}"), headers=AUTH
             )
-            assert response.status_code == 202, response.text
+            assert response.status_code == 200, response.text
             urls.append(response.json()["status_url"])
     redis_server.restart()  # SIGTERM, then a new server on the same append-only file
     async with client_for(api_app(env)) as client:
@@ -229,7 +229,7 @@ async def test_two_api_processes_and_two_workers_lose_and_double_nothing(
                 response = await client.post(
                     f"{apis[n % 2]}/invoke/async", json=body(f"row {n}", f"run-{n}"), headers=AUTH
                 )
-                assert response.status_code == 202, response.text
+                assert response.status_code == 200, response.text
                 status_url: str = response.json()["status_url"]
                 return status_url
 
@@ -259,7 +259,7 @@ async def test_redis_down_gives_503_and_the_server_keeps_serving(
         refused = await client.post("/invoke/async", json=body("Rome", "run-b"), headers=AUTH)
         status = await client.get(accepted.json()["status_url"], headers=AUTH)
         sync = await client.post("/invoke", json=body("Rome", "run-c"), headers=AUTH)
-    assert accepted.status_code == 202
+    assert accepted.status_code == 200
     for answer in (refused, status):
         assert answer.status_code == 503, answer.text
         assert answer.headers["retry-after"] == "5"
@@ -326,3 +326,52 @@ async def test_sigterm_lets_the_running_job_finish(
     assert done["attempts"] == 1  # finished by the stopping worker, not run again
     assert store.answers == [200]
     assert "worker stopped" in (tmp_path / "worker.log").read_text()
+
+
+@pytest.mark.anyio
+async def test_a_queued_and_a_running_job_are_cancelled_across_processes(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    """The API cancels; the worker process notices, sets ctx.cancelled, pushes once."""
+    url, store = log_api
+    env = job_env(
+        redis_server, url, AGENT_ENTRYPOINT="tests.agents:cancellable", AGENT_JOB_CONCURRENCY="1"
+    )
+    markers = {name: tmp_path / f"{name}.marker" for name in ("running", "queued")}
+    async with client_for(api_app(env)) as client:
+        with worker(env, tmp_path / "worker.log"):
+            urls = {
+                name: await submit(
+                    client,
+                    {**body(name, f"run-{name}"), "input": {"goal": name, "marker": str(marker)}},
+                )
+                for name, marker in markers.items()
+            }
+            await wait_for(client, urls["running"], {"running"})
+            answers = {
+                name: await client.delete(urls[name], headers=AUTH)
+                for name in ("queued", "running")
+            }
+            done = {name: await wait_for(client, u, {"cancelled"}) for name, u in urls.items()}
+            # A job after them, on the one slot: done means the queued job's message was taken.
+            after = await wait_for(
+                client, await submit(client, body("after", "run-after")), {"succeeded"}
+            )
+        again = await client.delete(urls["running"], headers=AUTH)
+    for name, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "cancelled"
+        assert done[name]["error"]["type"] == "cancelled"
+        assert done[name]["push"]["status"] == "pushed"
+    assert markers["running"].read_text() == "started\ncancelled\n"  # saw ctx.cancelled
+    assert not markers["queued"].exists()  # never started
+    assert done["queued"]["attempts"] == 0
+    assert after["status"] == "succeeded"
+    assert sorted(store.answers) == [200, 200, 200]  # one push per job, none again
+    for name in ("running", "queued"):
+        (record,) = store.by_prediction_id(f"run-{name}")
+        assert record["prediction"]["label"]["score_categorical"]["score_category"] == {
+            "category": "cancelled",
+            "score": 0.0,
+        }
+    assert again.status_code == 409
