@@ -50,7 +50,7 @@ async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
     goal: str = input["goal"]
     model = str(ctx.config.get("model", "rule-based-planner"))
     max_turns = int(ctx.config.get("max_turns", 12))
-    ctx.logger.info("planning: %s", goal[:200])
+    ctx.logger.info("planning a trip (%d characters of goal)", len(goal))
 
     tool_calls: list[dict[str, Any]] = []
 

@@ -390,9 +390,12 @@ def placeholder_hint(path: str, name: str, shape: Shape) -> str:
     )
 
 
-def check_placeholders(envelope: Envelope) -> list[str]:
+def check_placeholders(envelope: Envelope, *, quote: bool = True) -> list[str]:
     """422 naming every value that is nothing but an unfilled placeholder; warnings for the
-    placeholders inside longer values, which are data (`"curly {{braces}} inside"` runs)."""
+    placeholders inside longer values, which are data (`"curly {{braces}} inside"` runs).
+
+    The warnings go to spans and logs, so without `quote` (AGENT_TRACE_IO=false) they name the
+    paths only, not the text found there."""
     root = "input" if envelope.shape == "wrapped" else ""
     found = find_placeholders(envelope.input, root)
     if found.whole:
@@ -408,10 +411,13 @@ def check_placeholders(envelope: Envelope) -> list[str]:
         )
     if not found.embedded:
         return []
-    names = ", ".join(f"{path or 'body'}: {{{{{_cut(name)}}}}}" for path, name in found.embedded)
+    names = ", ".join(
+        f"{path or 'body'}: {{{{{_cut(name)}}}}}" if quote else (path or "body")
+        for path, name in found.embedded
+    )
     more = found.embedded_total - len(found.embedded)
     return [
-        f"text like an unfilled placeholder inside {found.embedded_total} value(s) ({names}"
+        f"{found.embedded_total} unfilled placeholder(s) inside longer values ({names}"
         + (f", and {more} more" if more > 0 else "")
         + "); run anyway, as data"
     ]

@@ -18,6 +18,16 @@ from starlette.responses import Response
 
 log = logging.getLogger("agent_endpoint")
 
+# Every message is cut past this: a message may quote the request (a violation, a placeholder),
+# and a 1 MB body must not make a 16 MB answer or span.
+MAX_MESSAGE_CHARS = 4_000
+
+
+def bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}… [cut: {len(message)} characters in all]"
+
 
 class ApiError(Exception):
     """An error with a status code, a stable type and a message meant for the caller."""
@@ -31,6 +41,7 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
         run_id: str | None = None,
     ) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.status_code = status_code
         self.error_type = error_type
@@ -57,7 +68,7 @@ def error_response(
     run_id: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = {"error": {"type": error_type, "message": message, "run_id": run_id}}
+    body = {"error": {"type": error_type, "message": bounded(message), "run_id": run_id}}
     return Response(
         json.dumps(body).encode(),
         status_code=status_code,

@@ -86,7 +86,7 @@ class Acceptance:
         warnings = list(envelope.warnings)
         try:
             if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
-                warnings += check_placeholders(envelope)
+                warnings += check_placeholders(envelope, quote=self.settings.trace_io)
         finally:
             trace.annotate(envelope.shape, warnings)
             for warning in warnings:

@@ -10,7 +10,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -60,9 +60,16 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str
+    status: Literal["ready", "busy", "unavailable"] = Field(
+        description="busy: every AGENT_MAX_CONCURRENCY slot is taken (a new run would get 429); "
+        "unavailable: starting or shutting down."
+    )
     agent: str
     in_flight: int
+    overdue: int = Field(
+        description="Runs past their time limit that have not stopped yet (a sync agent's "
+        "thread cannot be killed): they keep their slots until they return."
+    )
 
 
 def create_app(
@@ -213,17 +220,21 @@ def _add_operation_routes(
     @app.get(
         "/readyz",
         tags=["operations"],
-        summary="Readiness: the agent is loaded and the server is not shutting down",
-        responses={503: {"model": Readiness, "description": "Starting or shutting down."}},
+        summary="Readiness: the agent is loaded, a slot is free, the server is not stopping",
+        responses={503: {"model": Readiness, "description": "Busy, starting or shutting down."}},
     )
     async def readyz() -> JSONResponse:
-        ready = app.state.ready and not runner.draining
+        # As AgentCore's HealthyBusy: alive, but a balancer should send the next row elsewhere.
+        if not app.state.ready or runner.draining:
+            status = "unavailable"
+        elif runner.in_flight >= runner.capacity:
+            status = "busy"
+        else:
+            status = "ready"
         body = Readiness(
-            status="ready" if ready else "unavailable",
-            agent=agent_name,
-            in_flight=runner.in_flight,
+            status=status, agent=agent_name, in_flight=runner.in_flight, overdue=runner.overdue
         )
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        return JSONResponse(body.model_dump(), status_code=200 if status == "ready" else 503)
 
     @app.get("/schema", tags=["agent"], summary="The input JSON Schema and request presets")
     async def input_schema_route() -> SchemaDocument:

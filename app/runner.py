@@ -4,9 +4,12 @@
   AGENT_SYNC_THREADS threads (the stock pool of 40 would queue Arize's parallel rows).
 - At most AGENT_MAX_CONCURRENCY runs are in flight; past that a request waits up to
   AGENT_QUEUE_WAIT_SECONDS for a slot, then gets 429 with `Retry-After`.
-- A run past AGENT_TIMEOUT_SECONDS is cancelled and answered with 504. A sync agent's thread
-  cannot be killed: `ctx.cancelled` is set and its slot stays taken until the thread returns,
-  so the concurrency limit keeps counting work that still uses the machine.
+- A run past AGENT_TIMEOUT_SECONDS is cancelled and answered with 504 at the limit, whatever
+  the agent does: an async agent runs in a task of its own, so one that swallows its
+  cancellation cannot hold the answer back. A sync agent's thread cannot be killed:
+  `ctx.cancelled` is set and its slot stays taken until the thread returns, so the
+  concurrency limit keeps counting work that still uses the machine; such runs are `overdue`,
+  and `/readyz` reports `busy` while no slot is free.
 - A caller that disconnects cancels its run the same way.
 """
 
@@ -31,6 +34,7 @@ from app.settings import Settings
 log = logging.getLogger("agent_endpoint")
 
 WATCH_DELAY = 0.05  # seconds before a run starts watching for the client going away
+CANCEL_GRACE_SECONDS = 0.1  # how long a timed-out async agent may take to unwind
 
 Receive = Callable[[], Awaitable[Message]]
 
@@ -57,6 +61,7 @@ class AgentRunner:
         self._timeout_variable = timeout_variable
         self.queue_wait = queue_wait if queue_wait is not None else settings.queue_wait_seconds
         self.in_flight = 0
+        self.overdue = 0  # runs past their limit (or cancelled) that have not stopped yet
         self.draining = False
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
@@ -96,28 +101,75 @@ class AgentRunner:
     async def _run_with_deadline(
         self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot
     ) -> Any:
+        if self.agent.is_async:
+            return await self._run_async(payload, ctx, slot)
         try:
             async with asyncio.timeout(self.timeout) as deadline:
-                if self.agent.is_async:
-                    return await self.agent.function(payload, ctx)
                 return await self._run_sync(payload, ctx, slot)
         except TimeoutError:
             if not deadline.expired():
                 raise  # the agent's own TimeoutError: reported as an agent error
+            raise self._timed_out(ctx) from None
+
+    async def _run_async(self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot) -> Any:
+        """The agent in a task of its own, so the caller gets its 504 at the limit even from an
+        agent that swallows its cancellation; the slot stays taken until that task ends."""
+        task: asyncio.Future[Any] = asyncio.ensure_future(self.agent.function(payload, ctx))
+        slot.hold()
+
+        def on_task_done(done: asyncio.Future[Any]) -> None:
+            _consume(done)
+            slot.drop()
+
+        task.add_done_callback(on_task_done)
+        try:
+            await asyncio.wait((task,), timeout=self.timeout)
+        except asyncio.CancelledError:  # the caller went away, or the server stops
             ctx.cancelled.set()
-            advice = (
-                "raise the setting (and Arize's request timeout) or use the async pattern "
-                "for minutes-long agents (POST /invoke/async)"
-                if self._timeout_variable == "AGENT_TIMEOUT_SECONDS"
-                else "raise the setting if the agent needs longer"
-            )
-            raise ApiError(
-                504,
-                "agent_timeout",
-                f"the agent ran longer than {self._timeout_variable}={self.timeout:g} and was "
-                f"cancelled; {advice}",
-                run_id=ctx.run_id,
-            ) from None
+            task.cancel()
+            self._mark_overdue(task)
+            raise
+        if task.done():
+            return task.result()
+        ctx.cancelled.set()
+        task.cancel()
+        # A cooperative agent unwinds at once and gives its slot back before the answer; one
+        # that swallows its cancellation gets no more than this.
+        await asyncio.wait((task,), timeout=CANCEL_GRACE_SECONDS)
+        self._mark_overdue(task)
+        raise self._timed_out(ctx)
+
+    def _mark_overdue(self, run: asyncio.Future[Any] | Future[Any]) -> None:
+        """A run past its limit that has not stopped yet: counted until it does (/readyz)."""
+        if run.done():
+            return
+        self.overdue += 1
+        loop = asyncio.get_running_loop()
+
+        def finished(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the process is exiting
+                loop.call_soon_threadsafe(self._overdue_done)
+
+        run.add_done_callback(finished)
+
+    def _overdue_done(self) -> None:
+        self.overdue -= 1
+
+    def _timed_out(self, ctx: AgentContext) -> ApiError:
+        ctx.cancelled.set()
+        advice = (
+            "raise the setting (and Arize's request timeout) or use the async pattern "
+            "for minutes-long agents (POST /invoke/async)"
+            if self._timeout_variable == "AGENT_TIMEOUT_SECONDS"
+            else "raise the setting if the agent needs longer"
+        )
+        return ApiError(
+            504,
+            "agent_timeout",
+            f"the agent ran longer than {self._timeout_variable}={self.timeout:g} and was "
+            f"cancelled; {advice}",
+            run_id=ctx.run_id,
+        )
 
     async def _run_sync(self, payload: dict[str, Any], ctx: AgentContext, slot: _Slot) -> Any:
         loop = asyncio.get_running_loop()
@@ -136,7 +188,11 @@ class AgentRunner:
                 loop.call_soon_threadsafe(slot.drop)
 
         future.add_done_callback(on_thread_done)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            self._mark_overdue(future)  # a thread cannot be stopped: it runs on, counted
+            raise
 
     async def _acquire(self, run_id: str | None) -> None:
         if self.draining:
@@ -205,6 +261,12 @@ class AgentRunner:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a run nobody awaits any more, so asyncio does not log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _DisconnectWatch:

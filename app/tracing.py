@@ -39,6 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.datastructures import Headers
 
 from app.envelope import RUN_ID_FIELDS, ArizeMetadata
+from app.errors import bounded
 from app.exporters import install_tracer_provider, processors_of
 from app.light_span import LightSpan, LightSpans
 from app.redaction import Redactor
@@ -113,15 +114,28 @@ class RequestSpan:
             return
         attributes: dict[str, Any] = {BODY_SHAPE: shape}
         if warnings:
-            attributes[WARNINGS] = [self._tracing.redact(text) for text in warnings]
+            attributes[WARNINGS] = [self._tracing.redact(bounded(text)) for text in warnings]
         _record(span, attributes)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
-        """Mark the span failed; messages are redacted, the span processors mask the rest."""
-        message = self._tracing.redact(message)
-        self.span.set_attributes({STATUS_CODE: status_code, "error.type": error_type})
-        self.span.set_status(Status(StatusCode.ERROR, message))
-        self.span.record_exception(exc, attributes={"exception.message": message})
+        """Mark the span failed; messages are redacted, the span processors mask the rest.
+
+        With AGENT_TRACE_IO=false the message, which may quote the input (a schema violation
+        names the offending value), stays out of the span: the status and the exception event
+        carry the error type alone, and no stack trace (its last line is the message).
+        """
+        span = self.span
+        span.set_attributes({STATUS_CODE: status_code, "error.type": error_type})
+        if not self._tracing.record_io:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+            span.add_event(
+                "exception",
+                {"exception.type": type(exc).__name__, "exception.message": error_type},
+            )
+            return
+        message = self._tracing.redact(bounded(message))
+        span.set_status(Status(StatusCode.ERROR, message))
+        span.record_exception(exc, attributes={"exception.message": message})
 
     def end(self) -> None:
         self.span.end()

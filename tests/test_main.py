@@ -19,7 +19,12 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert health.json() == {"status": "ok"}
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "agent": "app.agent:run", "in_flight": 0}
+    assert ready.json() == {
+        "status": "ready",
+        "agent": "app.agent:run",
+        "in_flight": 0,
+        "overdue": 0,
+    }
 
 
 async def test_readiness_before_startup_is_503(build_app: AppFactory) -> None:
