@@ -15,10 +15,14 @@ PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(shell cat requirements/phoenix.loc
 
 install: $(STAMP)
 
+# arize (the tests read Arize's log record schema from it) goes beside site-packages, not in
+# it: its arize/__init__.py would turn arize-otel's namespace package `arize` into a regular one.
 $(STAMP): requirements/dev.lock requirements/arize.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/arize.lock
+	rm -rf $(VENV)/arize-schema
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --target $(VENV)/arize-schema \
+		-r requirements/arize.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	rm -f $(VENV)/.installed-*
 	touch $@

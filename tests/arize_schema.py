@@ -3,11 +3,14 @@
 Arize's client posts `MessageToDict(record, preserving_proto_field_name=True)` of this message
 to the log API, so a record is one Arize can read exactly when `json_format.Parse` accepts it
 (unknown fields refused). The tests get the message from the `arize` distribution
-(`requirements/arize.lock`, dev venv only), loading the generated `public_pb2.py` by file path
-rather than importing `arize`:
+(`requirements/arize.lock`), loading the generated `public_pb2.py` by file path rather than
+importing `arize`:
 
 - `arize/__init__.py` imports pandas, pyarrow and numpy; the tests need one generated module,
   so the lock installs arize without its dependencies and nothing runs its `__init__`.
+- `make install` puts it in `.venv/arize-schema`, off the import path: in site-packages its
+  `arize/__init__.py` would turn arize-otel's namespace package `arize` into a regular package,
+  and `from arize.otel import ...` (the app's Arize exporter) would run that `__init__` and fail.
 - arize pins `protobuf<7`, our locks pin protobuf 7.x; the generated code of arize 8.61.0 was
   checked to load and parse under protobuf 7 (and `test_log_api` fails loudly if it stops).
 
@@ -17,6 +20,7 @@ imported here as `Any`, once, rather than silencing mypy for the package everywh
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import sys
@@ -30,14 +34,17 @@ FieldDescriptor: Any = importlib.import_module("google.protobuf.descriptor").Fie
 Message: Any = importlib.import_module("google.protobuf.message").Message
 
 GENERATED = Path("_generated", "protocol", "rec", "public_pb2.py")
+INSTALLED = Path(sys.prefix, "arize-schema")  # pip install --target, by `make install`
 
 
 @cache
 def public_pb2() -> ModuleType:
     """The generated module, loaded from the installed arize without running its __init__."""
-    spec = importlib.util.find_spec("arize")
+    spec = importlib.machinery.PathFinder.find_spec("arize", [str(INSTALLED)])
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("arize is not installed: run `make install` (requirements/arize.lock)")
+        raise RuntimeError(
+            f"arize is not in {INSTALLED}: run `make install` (requirements/arize.lock)"
+        )
     path = Path(next(iter(spec.submodule_search_locations)), GENERATED)
     name = "_arize_public_pb2"
     module_spec = importlib.util.spec_from_file_location(name, path)
