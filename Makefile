@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock requirements/arize.lock pyproject.toml | cksum | cut -d' ' -f1)
 # Phoenix (the OTLP receiver the tests export to, and `make phoenix` for a local UI) lives in its own
 # venv so the app's install stays small.
 PHOENIX_VENV ?= .phoenix
@@ -15,9 +15,14 @@ PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(shell cat requirements/phoenix.loc
 
 install: $(STAMP)
 
-$(STAMP): requirements/dev.lock pyproject.toml
+# arize (the tests read Arize's log record schema from it) goes beside site-packages, not in
+# it: its arize/__init__.py would turn arize-otel's namespace package `arize` into a regular one.
+$(STAMP): requirements/dev.lock requirements/arize.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	rm -rf $(VENV)/arize-schema
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --target $(VENV)/arize-schema \
+		-r requirements/arize.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -76,6 +81,8 @@ lock:
 		--generate-hashes --no-emit-index-url --no-emit-find-links -q -o requirements/dev.lock
 	uv pip compile requirements/phoenix.in --universal --python-version 3.11 --generate-hashes \
 		--no-emit-index-url --no-emit-find-links -q -o requirements/phoenix.lock
+	uv pip compile requirements/arize.in --no-deps --generate-hashes --no-emit-index-url \
+		--no-emit-find-links --universal --python-version 3.11 -q -o requirements/arize.lock
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

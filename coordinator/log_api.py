@@ -1,25 +1,29 @@
 """Stand-in for Arize's REST log API: `POST /v1/log`, enforcing the documented contract.
 
-Authentication: the API key in the `Authorization` header, the space key in the body. A record
-must hold a prediction or an actual; labels are `numeric` (a double) or `score_categorical`
-(a category and a float score); features are strings, numbers or booleans; timestamps lie
-between now and 90 days back. Each refusal answers with the status and the exact message of
-Arize's response-code table. Accepted records are kept in memory, keyed by prediction id.
+Authentication: the API key in the `Authorization` header, the space key in the body. The body
+must be Arize's `public.Record` in the protobuf JSON mapping (`coordinator/record_schema.py`):
+a record that does not fit gets a 400 saying where and why. On top of the schema, the
+documented checks: a record holds a prediction or an actual; labels are `numeric` (a double)
+or `score_categorical` (a category and a float score); each feature and tag sets one of its
+typed values; timestamps lie between now and 90 days back. Each refusal of the response-code
+table answers with the table's status and exact message. Accepted records are kept in memory,
+as they came, keyed by prediction id.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from coordinator import record_schema
+from coordinator.record_schema import SchemaError
 
 NINETY_DAYS = 90 * 24 * 3600
 CLOCK_SKEW = 60.0  # seconds a timestamp may run ahead of the stand-in's clock
@@ -34,9 +38,18 @@ NO_PREDICTION_OR_ACTUAL = (400, "log must include prediction or actual")
 INVALID_FEATURE_TYPE = (400, "invalid feature type")
 TIMESTAMP_OUT_OF_RANGE = (400, "timestamp must range from now back to T-90 days")
 INTERNAL_ERROR = (500, "Internal service error, contact Arize")
-# Not in the table: a body that is not a JSON object, or a label of an unknown type.
+# Not in the table: a body that is not JSON, a label of another type, a record off the schema.
 INVALID_BODY = (400, "request body must be a JSON object")
-INVALID_LABEL = (400, "label must be numeric or score_categorical")
+INVALID_LABEL = (
+    400,
+    'label must be {"numeric": <number>} or '
+    '{"score_categorical": {"score_category": {"category": <string>, "score": <number>}}}',
+)
+
+
+def invalid_record(error: SchemaError) -> tuple[int, str]:
+    """The 400 for a record Arize's schema refuses: the path and the fix."""
+    return (400, f"invalid record: {error}")
 
 
 class RefusedError(Exception):
@@ -56,72 +69,64 @@ class LogStore:
     fail_next: int = 0
 
     def by_prediction_id(self, prediction_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("prediction_id") == prediction_id]
+        return [r for r in self.records if _either(r, "prediction_id") == prediction_id]
+
+
+def _either(record: dict[str, Any], name: str) -> Any:
+    """A field under its proto name or its JSON name (the mapping accepts both)."""
+    found = record.get(name)
+    return found if found is not None else record.get(record_schema.json_name(name))
+
+
+def check_schema(record: Any) -> dict[str, Any]:
+    """The record read as Arize's `Record` (see record_schema.check); RefusedError if it does
+    not fit."""
+    try:
+        return record_schema.check(record)
+    except SchemaError as error:
+        raise RefusedError(invalid_record(error)) from None
 
 
 def check_record(record: Any, now: float) -> None:
     """Raise the RefusedError Arize would answer for the record's content; return if it is valid."""
     if not isinstance(record, dict):
         raise RefusedError(INVALID_BODY)
-    parts = [record[name] for name in ("prediction", "actual") if record.get(name) is not None]
+    parsed = check_schema(record)
+    pairs = [parsed] + (
+        [parsed["prediction_and_actual"]] if "prediction_and_actual" in parsed else []
+    )
+    parts = [pair[name] for pair in pairs for name in ("prediction", "actual") if name in pair]
     if not parts:
         raise RefusedError(NO_PREDICTION_OR_ACTUAL)
     for part in parts:
-        if not isinstance(part, dict) or "label" not in part:
+        if "label" not in part:
             raise RefusedError(NO_PREDICTION_OR_ACTUAL)
         _check_label(part["label"])
-        _check_features(part.get("features"))
-        _check_features(part.get("tags"))
+        _check_features(part.get("features", {}))
+        _check_features(part.get("tags", {}))
         _check_timestamp(part.get("timestamp"), now)
 
 
-def _check_label(label: Any) -> None:
-    if not isinstance(label, dict) or len(label) != 1:
-        raise RefusedError(INVALID_LABEL)
+def _check_label(label: dict[str, Any]) -> None:
+    """Read by the schema already: only which label types, and finite numbers."""
     if "numeric" in label:
-        value = label["numeric"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if not math.isfinite(label["numeric"]):
             raise RefusedError(INVALID_LABEL)
         return
-    category = label.get("score_categorical", {})
-    inner = category.get("score_category") if isinstance(category, dict) else None
-    if not (
-        isinstance(inner, dict)
-        and isinstance(inner.get("category"), str)
-        and isinstance(inner.get("score"), int | float)
-        and not isinstance(inner.get("score"), bool)
-    ):
+    inner = label.get("score_categorical", {}).get("score_category", {})
+    if not ("category" in inner and "score" in inner and math.isfinite(inner["score"])):
         raise RefusedError(INVALID_LABEL)
 
 
-def _check_features(features: Any) -> None:
-    if features is None:
-        return
-    if not isinstance(features, dict):
+def _check_features(values: dict[str, dict[str, Any]]) -> None:
+    """Each feature and tag must set one of a Value's types (the schema allows none)."""
+    if any(not value for value in values.values()):
         raise RefusedError(INVALID_FEATURE_TYPE)
-    for value in features.values():
-        if value is None or not isinstance(value, str | int | float | bool):
-            raise RefusedError(INVALID_FEATURE_TYPE)
 
 
-def _check_timestamp(timestamp: Any, now: float) -> None:
-    """Protobuf JSON: an RFC 3339 string, or seconds since the epoch; absent means now."""
-    if timestamp is None:
-        return
-    if isinstance(timestamp, str):
-        try:
-            seconds = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise RefusedError(TIMESTAMP_OUT_OF_RANGE) from None
-    elif isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-        seconds = float(timestamp)
-    else:
-        raise RefusedError(TIMESTAMP_OUT_OF_RANGE)
-    if not now - NINETY_DAYS <= seconds <= now + CLOCK_SKEW:
+def _check_timestamp(seconds: float | None, now: float) -> None:
+    """Seconds since the epoch, read from the RFC 3339 string; absent means now."""
+    if seconds is not None and not now - NINETY_DAYS <= seconds <= now + CLOCK_SKEW:
         raise RefusedError(TIMESTAMP_OUT_OF_RANGE)
 
 
@@ -146,10 +151,12 @@ def create_log_api(store: LogStore, clock: Any = time.time) -> Starlette:
         if not values or not values[0].strip():
             raise RefusedError(MISSING_AUTHORIZATION)
         try:
-            record = json.loads(await request.body())
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = record_schema.loads(await request.body())
+        except SchemaError as error:
+            raise RefusedError(invalid_record(error)) from None
+        except ValueError:  # not UTF-8, or not JSON
             raise RefusedError(INVALID_BODY) from None
-        space_key = record.get("space_key") if isinstance(record, dict) else None
+        space_key = _either(record, "space_key") if isinstance(record, dict) else None
         if space_key not in store.space_keys:
             raise RefusedError(INVALID_SPACE_KEY)
         if values[0].strip() not in store.api_keys:

@@ -337,7 +337,10 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
             "space_key": "space-1",
             "model_id": "trip-planner",
             "prediction_id": run_id,
-            "prediction": {"label": {"numeric": 1.0}, "features": {"question": question}},
+            "prediction": {
+                "label": {"numeric": 1.0},
+                "features": {"question": {"string": question}},
+            },
         }
         async with httpx.AsyncClient() as client:
             response = await client.post(
@@ -380,7 +383,8 @@ def test_pushed_results_of_202_runs_are_matched(tmp_path: Path) -> None:
     assert tokyo["status"] == 202
     assert tokyo["response"]["job_id"] == f"j-{tokyo['run_id']}"
     assert tokyo["pushed"]["prediction_id"] == tokyo["run_id"]
-    assert tokyo["pushed"]["prediction"]["features"]["question"] == "Plan a 3-day trip to Tokyo"
+    question = tokyo["pushed"]["prediction"]["features"]["question"]
+    assert question == {"string": "Plan a 3-day trip to Tokyo"}
     assert tokyo["error"] is None
     assert lines["trip-lisbon"]["pushed"] is None
     assert lines["trip-lisbon"]["error"] is None

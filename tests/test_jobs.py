@@ -111,15 +111,15 @@ async def test_200_then_the_status_shows_the_result(log_api: tuple[str, LogStore
     assert done["push"]["status"] == "pushed"
     (record,) = store.by_prediction_id(METADATA["run_id"])
     assert record["space_key"] == SPACE_KEY
-    assert record["model_version"] == METADATA["experiment_id"]
     prediction = record["prediction"]
-    assert json.loads(prediction["features"]["output"]) == done["result"]
+    assert prediction["model_version"] == METADATA["experiment_id"]
+    assert json.loads(prediction["features"]["output"]["string"]) == done["result"]
     assert prediction["label"] == {
         "score_categorical": {"score_category": {"category": "succeeded", "score": 1.0}}
     }
     for name in ("dataset_id", "experiment_id", "run_id", "example_id", "space_id"):
-        assert prediction["tags"][name] == METADATA[name]
-    assert prediction["tags"]["job_id"] == accepted["job_id"]
+        assert prediction["tags"][name] == {"string": METADATA[name]}
+    assert prediction["tags"]["job_id"] == {"string": accepted["job_id"]}
 
 
 @pytest.mark.anyio
@@ -193,7 +193,7 @@ async def test_an_agent_error_is_recorded_and_pushed_without_the_key(
     assert "tool broke" in done["error"]["message"]
     assert KEY not in json.dumps(done)
     (record,) = store.by_prediction_id(METADATA["run_id"])
-    assert record["prediction"]["features"]["error_type"] == "agent_error"
+    assert record["prediction"]["features"]["error_type"] == {"string": "agent_error"}
     assert KEY not in json.dumps(record)
 
 
@@ -316,7 +316,7 @@ def test_the_coordinator_gets_every_rows_result_through_the_log_api(tmp_path: Pa
         assert line["status"] == 200
         assert line["response"]["run_id"] == line["run_id"]
         assert line["pushed"]["prediction_id"] == line["run_id"]
-        output = json.loads(line["pushed"]["prediction"]["features"]["output"])
+        output = json.loads(line["pushed"]["prediction"]["features"]["output"]["string"])
         assert output == {"plan": f"plan for {line['request']['goal']}"}
 
 

@@ -161,7 +161,7 @@ async def test_a_worker_runs_the_job_and_pushes_its_result(
     assert done["push"]["status"] == "pushed"
     assert store.answers == [200]
     (record,) = store.by_prediction_id("run-1")
-    assert record["prediction"]["tags"]["job_id"] == done["job_id"]
+    assert record["prediction"]["tags"]["job_id"] == {"string": done["job_id"]}
 
 
 @pytest.mark.anyio
