@@ -69,7 +69,8 @@ async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
             "model": model,
         }
 
-    days_match = re.search(r"(\d+)[\s-]*day", lowered)
+    # Bounded repeats: `(\d+)[\s-]*day` backtracks quadratically on a long run of digits.
+    days_match = re.search(r"(\d{1,3})[\s-]{0,3}day", lowered)
     days = min(int(days_match.group(1)), MAX_DAYS) if days_match else DEFAULT_DAYS
     days = max(days, 1)
 

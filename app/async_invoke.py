@@ -51,7 +51,7 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
         run_id = metadata.run_id if metadata else None
         trace = tracing.start(request.headers, metadata, envelope.input, name=jobs.span_name)
         try:
-            accept.check_input(envelope, body, trace)
+            await accept.check_input(envelope, body, trace)
             # The job continues the trace from the submission's own span.
             job = jobs.new(envelope.input, metadata, trace_headers())
             try:

@@ -399,13 +399,14 @@ def check_placeholders(envelope: Envelope, *, quote: bool = True) -> list[str]:
     root = "input" if envelope.shape == "wrapped" else ""
     found = find_placeholders(envelope.input, root)
     if found.whole:
-        hints = [placeholder_hint(path, name, envelope.shape) for path, name in found.whole]
-        more = len(hints) - MAX_LISTED
+        listed = found.whole[:MAX_LISTED]
+        hints = [placeholder_hint(path, name, envelope.shape) for path, name in listed]
+        more = len(found.whole) - len(listed)
         raise ApiError(
             422,
             "unfilled_placeholder",
             "unfilled template placeholders: "
-            + "; ".join(hints[:MAX_LISTED])
+            + "; ".join(hints)
             + (f"; and {more} more" if more > 0 else ""),
             run_id=envelope.run_id,
         )

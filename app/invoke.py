@@ -10,11 +10,12 @@ than the checks themselves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -41,6 +42,9 @@ from app.tracing import RequestSpan, Tracing
 log = logging.getLogger("agent_endpoint")
 
 MAX_ERROR_MESSAGE = 500
+OFFLOAD_BYTES = 64 * 1024  # bodies larger than this are read and checked in a worker thread
+P = ParamSpec("P")
+R = TypeVar("R")
 BODY_EXAMPLE = (
     '{"goal": "...", "arize_metadata": {...}} or {"input": {...}, "arize_metadata": {...}}'
 )
@@ -72,26 +76,30 @@ class Acceptance:
         self.authenticate(request)
         check_content_type(request.headers.get("content-type"))
         body = await self.body_limit.read(request)
-        document = parse_document(body, BODY_EXAMPLE)
-        schema = self.input_schema
-        envelope = read_envelope(
-            document, self.settings.body_shape, schema.accepts, schema.declares_input
-        )
+        envelope = await off_the_loop(body, self._read, body)
         log.debug("body read as %s (run %s)", envelope.shape, envelope.run_id)
         return envelope, body
 
-    def check_input(self, envelope: Envelope, body: bytes, trace: RequestSpan) -> None:
+    def _read(self, body: bytes) -> Envelope:
+        document = parse_document(body, BODY_EXAMPLE)
+        schema = self.input_schema
+        return read_envelope(
+            document, self.settings.body_shape, schema.accepts, schema.declares_input
+        )
+
+    async def check_input(self, envelope: Envelope, body: bytes, trace: RequestSpan) -> None:
         """Warnings (metadata, placeholders inside values) to the span and the log, then the
         refusals: a value that is nothing but a placeholder, the input schema."""
         warnings = list(envelope.warnings)
         try:
             if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
-                warnings += check_placeholders(envelope, quote=self.settings.trace_io)
+                quote = self.settings.trace_io
+                warnings += await off_the_loop(body, check_placeholders, envelope, quote=quote)
         finally:
             trace.annotate(envelope.shape, warnings)
             for warning in warnings:
                 log.warning("run %s: %s", envelope.run_id, warning)
-        self._check_schema(envelope)
+        await off_the_loop(body, self._check_schema, envelope)
 
     def _check_schema(self, envelope: Envelope) -> None:
         schema = self.input_schema
@@ -125,6 +133,22 @@ class Acceptance:
         raise schema.refusal(found, envelope.run_id, note + ")")
 
 
+async def off_the_loop(
+    body: bytes, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """`function(...)` in a worker thread when the body is large, else right here.
+
+    Reading, scanning and validating a body are linear in its size, but a megabyte of hostile
+    JSON still takes tens of milliseconds of Python (measured in bench/hostile.py): on the
+    event loop that would stall every other request and /healthz. In a thread the loop keeps
+    its turns (the interpreter switches threads every 5 ms). Small bodies, nearly all of them,
+    skip the hand-off, which costs more than their scan.
+    """
+    if len(body) <= OFFLOAD_BYTES:
+        return function(*args, **kwargs)
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
 def invoke_handler(
     settings: Settings,
     *,
@@ -155,7 +179,7 @@ def invoke_handler(
         envelope: Envelope, body: bytes, request: Request, trace: RequestSpan
     ) -> Response:
         payload, metadata, run_id = envelope.input, envelope.arize_metadata, envelope.run_id
-        accept.check_input(envelope, body, trace)
+        await accept.check_input(envelope, body, trace)
         ctx = build_context(payload, metadata, settings, trace.span)
         try:
             result = await runner.run(payload, ctx, request.receive)

@@ -171,7 +171,7 @@ class AllowedSpaces(SpanProcessor):
     def allows(self, space_id: object) -> bool:
         return (
             isinstance(space_id, str)
-            and bool(space_id)
+            and bool(space_id.strip())  # an empty or blank id is no space, even for `*`
             and (self._any or space_id in self._allowed)
         )
 

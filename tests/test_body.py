@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -57,16 +56,16 @@ async def test_chunked_body_is_cut_off_while_streaming(build_app: AppFactory) ->
 
 
 async def test_server_keeps_serving_after_refusals(build_app: AppFactory) -> None:
-    bad: list[dict[str, Any]] = [
-        {"content": b"x" * (LIMIT * 2)},
-        {"content": b"{"},
-        {"content": b"[]"},
+    bad: list[tuple[bytes, int, str]] = [
+        (b"x" * (LIMIT * 2), 413, "body_too_large"),
+        (b"{", 400, "invalid_json"),
+        (b"[]", 422, "invalid_envelope"),
     ]
     async with client_for(build_app(max_body_bytes=LIMIT)) as client:
-        for kwargs in bad:
+        for content, status, kind in bad:
             refused = await client.post(
-                "/invoke", headers={**AUTH, "Content-Type": "application/json"}, **kwargs
+                "/invoke", headers={**AUTH, "Content-Type": "application/json"}, content=content
             )
-            assert 400 <= refused.status_code < 500
+            assert (refused.status_code, refused.json()["error"]["type"]) == (status, kind)
         ok = await client.post("/invoke", json=envelope(), headers=AUTH)
     assert ok.status_code == 200

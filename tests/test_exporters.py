@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import ProxyTracerProvider
 
 from app.exporters import (
+    add_processors,
     build_tracer_provider,
     exporting_processors,
     install_tracer_provider,
@@ -85,21 +86,32 @@ def test_each_chosen_exporter_gets_a_batch_processor() -> None:
     assert exporting_processors(make_settings(traces_exporter=["none"])) == []
 
 
-def test_a_provider_the_agent_registered_gets_run_ids_and_masking() -> None:
-    memory = InMemorySpanExporter()
+def test_a_provider_the_agent_registered_gets_run_ids_and_our_exporters_mask() -> None:
+    """Run ids reach every exporter of the agent's provider; masking is in the exporters this
+    service adds (a processor cannot act before the ones registered ahead of it): theirs see
+    the span as the agent recorded it, as the README says."""
+    theirs_memory, ours_memory = InMemorySpanExporter(), InMemorySpanExporter()
     theirs = TracerProvider()
-    theirs.add_span_processor(SimpleSpanProcessor(memory))
+    theirs.add_span_processor(SimpleSpanProcessor(theirs_memory))
     provider, owned = install_tracer_provider(make_settings(), Redactor([KEY]), theirs)
     assert (provider, owned) == (theirs, False)
     install_tracer_provider(make_settings(), Redactor([KEY]), theirs)  # not equipped twice
+    other = TracerProvider()
+    other.add_span_processor(SimpleSpanProcessor(theirs_memory))
+    add_processors(other, make_settings(), Redactor([KEY]), SimpleSpanProcessor(ours_memory))
     token = context_api.attach(context_api.set_value("metadata", json.dumps({"run_id": "r"})))
     try:
-        with theirs.get_tracer("t").start_as_current_span("s"):
-            pass
+        for registered in (theirs, other):
+            with registered.get_tracer("t").start_as_current_span("s") as span:
+                span.set_attribute("llm.prompt", f"call with Authorization: Bearer {KEY}")
     finally:
         context_api.detach(token)
-    (span,) = memory.get_finished_spans()
-    assert json.loads(str((span.attributes or {})["metadata"])) == {"run_id": "r"}
+    spans = [*theirs_memory.get_finished_spans(), *ours_memory.get_finished_spans()]
+    assert len(spans) == 3
+    for exported in spans:
+        assert json.loads(str((exported.attributes or {})["metadata"])) == {"run_id": "r"}
+    (masked,) = ours_memory.get_finished_spans()
+    assert (masked.attributes or {})["llm.prompt"] == "call with Authorization: Bearer [redacted]"
 
 
 @pytest.mark.anyio

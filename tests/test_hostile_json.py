@@ -4,11 +4,14 @@ before any job exists; the server keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 import pytest
 
+from app.input_schema import InputSchema
+from app.invoke import OFFLOAD_BYTES
 from app.main import create_app
 from tests.conftest import AUTH, client_for, make_settings
 from tests.processes import ROOT
@@ -88,3 +91,35 @@ async def test_interoperable_edges_still_pass() -> None:
     assert answer["emoji"] == "\U0001f600"
     assert answer["big"] == 1e308
     assert answer["long"] == int("9" * 4300)
+
+
+class ThreadRecordingSchema(InputSchema):
+    """The open schema, noting which thread validates: the event loop's, or a worker's."""
+
+    def __init__(self) -> None:
+        super().__init__({"type": "object"}, {})
+        self.threads: list[str] = []
+
+    def accepts(self, payload: dict[str, Any]) -> bool:
+        self.threads.append(threading.current_thread().name)
+        return super().accepts(payload)
+
+
+async def test_large_bodies_are_read_and_checked_off_the_event_loop() -> None:
+    """bench/hostile.py measures the stall this avoids: a megabyte of hostile JSON scanned on
+    the loop held /healthz for 150 ms. Small bodies stay on the loop (a hand-off costs more)."""
+    schema = ThreadRecordingSchema()
+    app = create_app(make_settings(), agent=lambda i, c: {}, input_schema=schema)
+    loop_thread = threading.current_thread().name
+    async with client_for(app) as client:
+        small = await client.post("/invoke", json={"goal": "x"}, headers=AUTH)
+        on_loop = list(schema.threads)
+        schema.threads.clear()
+        large = await client.post(
+            "/invoke", json={"goal": "{{a}} " * (OFFLOAD_BYTES // 4)}, headers=AUTH
+        )
+    assert (small.status_code, large.status_code) == (200, 200)
+    assert on_loop
+    assert set(on_loop) == {loop_thread}
+    assert schema.threads
+    assert loop_thread not in schema.threads

@@ -131,8 +131,9 @@ def test_many_violations_are_capped_in_the_message() -> None:
     schema = InputSchema({"type": "object", "additionalProperties": {"type": "integer"}}, {})
     violations = schema.violations({f"k{i:03}": "x" for i in range(80)})
     assert len(violations) == 80
-    with pytest.raises(Exception, match="and 30 more"):
+    with pytest.raises(ApiError, match="and 30 more") as refused:
         schema.check({f"k{i:03}": "x" for i in range(80)}, None)
+    assert (refused.value.status_code, refused.value.error_type) == (422, "input_schema_violation")
 
 
 @pytest.mark.parametrize(

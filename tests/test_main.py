@@ -149,3 +149,14 @@ def test_app_attribute_is_built_from_the_environment(tmp_path: Path) -> None:
         },
     )
     assert json.loads(result.stdout) == ["/x", "tests.agents:echo"], result.stderr
+
+
+async def test_the_example_agent_reads_a_hostile_goal_in_linear_time(
+    client: httpx.AsyncClient,
+) -> None:
+    """`(\\d+)[\\s-]*day` took 5 s on 20,000 digits (quadratic) on the event loop; 200,000
+    would take minutes. The bounded pattern answers at once."""
+    goal = "Tokyo " + "1" * 200_000
+    response = await client.post("/invoke", json={"goal": goal}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json()["final_response"].startswith("2-day plan for Tokyo")

@@ -122,3 +122,17 @@ def test_run_ids_are_stamped_and_merged_with_the_spans_own_metadata() -> None:
 def test_metadata_that_is_not_json_is_left_as_the_span_set_it() -> None:
     span = stamped(json.dumps({"run_id": "r1"}), "not json")
     assert (span.attributes or {})["metadata"] == "not json"
+
+
+def test_a_star_does_not_route_an_empty_space_id() -> None:
+    """`*` allows any space, but an empty id is no space: nothing reaches the router."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(AllowedSpaces(SimpleSpanProcessor(memory), ["*"]))
+    with provider.get_tracer("t").start_as_current_span("empty", attributes={"arize.space_id": ""}):
+        pass
+    with provider.get_tracer("t").start_as_current_span(
+        "blank", attributes={"arize.space_id": " "}
+    ):
+        pass
+    assert memory.get_finished_spans() == ()
