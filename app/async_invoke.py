@@ -49,7 +49,7 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
         envelope, body = await accept.envelope(request)
         metadata = envelope.arize_metadata
         run_id = metadata.run_id if metadata else None
-        trace = tracing.start(request.headers, metadata, envelope.input, name=jobs.span_name)
+        trace = tracing.start(request.headers, metadata, envelope.traced, name=jobs.span_name)
         try:
             await accept.check_input(envelope, body, trace)
             # The job continues the trace from the submission's own span.

@@ -107,6 +107,12 @@ class Envelope:
     warnings: tuple[str, ...] = ()
     alternative: dict[str, Any] | None = None
     wrapped_possible: bool = True
+    text: str | None = None  # the input as JSON text, encoded off the loop for a large body
+
+    @property
+    def traced(self) -> dict[str, Any] | str:
+        """What the request span records as its input: the text if it was made, else the dict."""
+        return self.text if self.text is not None else self.input
 
     @property
     def run_id(self) -> str | None:

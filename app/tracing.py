@@ -253,7 +253,7 @@ class Tracing:
 
     def _record_input(self, span: Span, payload: Any) -> None:
         if self.record_io and span.is_recording():  # no encoding when nothing is recorded
-            text = INPUT_ENCODER.encode(payload)
+            text = payload if isinstance(payload, str) else INPUT_ENCODER.encode(payload)
             _record(span, self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
 
     def io_attributes(self, value_key: str, mime_key: str, text: str) -> dict[str, Any]:

@@ -200,6 +200,19 @@ async def test_long_input_and_output_are_cut(exported: InMemorySpanExporter) -> 
     assert attrs(span)["input.mime_type"] == "text/plain"
 
 
+@pytest.mark.parametrize("size", [100, 200_000], ids=["encoded on the loop", "off the loop"])
+async def test_the_input_is_recorded_the_same_for_small_and_large_bodies(
+    exported: InMemorySpanExporter, size: int
+) -> None:
+    """A large body's input is encoded in the worker thread that read it (app/invoke.py)."""
+    status, _ = await call(body=envelope(goal="é" * size), trace_io_max_chars=50)
+    assert status == 200
+    (span,) = exported.get_finished_spans()
+    value = str(attrs(span)["input.value"])
+    assert value.startswith('{"goal": "' + "é" * 40)
+    assert value.endswith(f"[cut: {size + 12} characters in all]")
+
+
 async def test_a_call_without_metadata_still_gets_a_span(exported: InMemorySpanExporter) -> None:
     status, _ = await call(body={"input": {"goal": "x"}})
     assert status == 200
