@@ -24,7 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.auth import Authenticator
+from app.envelope import Envelope
 from app.errors import ERROR_RESPONSES, ApiError, ErrorBody, error_response
+from app.idempotency import Idempotency
 from app.invoke import Acceptance
 from app.job import JobView
 from app.job_queue import QueueFullError
@@ -44,9 +46,17 @@ class Submitted(BaseModel):
     status_url: str = Field(description="GET it, with the same credentials, for the job's state.")
 
 
-def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
+def submit_handler(
+    accept: Acceptance, tracing: Tracing, jobs: Jobs, idempotency: Idempotency
+) -> Handler:
     async def submit(request: Request) -> Response:
         envelope, body = await accept.envelope(request)
+        answer = lambda: respond(request, envelope, body)  # noqa: E731
+        return await idempotency.run(
+            request, envelope, answer, route="async", span_name=jobs.span_name
+        )
+
+    async def respond(request: Request, envelope: Envelope, body: bytes) -> Response:
         metadata = envelope.arize_metadata
         run_id = metadata.run_id if metadata else None
         trace = tracing.start(request.headers, metadata, envelope.traced, name=jobs.span_name)
@@ -192,12 +202,13 @@ def add_job_routes(
     authenticate: Authenticator,
     tracing: Tracing,
     jobs: Jobs,
+    idempotency: Idempotency,
     request_body: Callable[[str], dict[str, Any]],
 ) -> None:
     """The submission as a plain Starlette route documented by a FastAPI route behind it (as
     `POST /invoke`); the status and the cancellation as FastAPI routes."""
     submit_path = f"{settings.invoke_path.rstrip('/')}/async"
-    submit = submit_handler(accept, tracing, jobs)
+    submit = submit_handler(accept, tracing, jobs, idempotency)
     status = status_handler(authenticate, jobs)
     cancel = cancel_handler(authenticate, jobs)
     app.router.routes.append(Route(submit_path, submit, methods=["POST"]))

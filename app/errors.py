@@ -90,10 +90,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong credentials.",
         413: "The body is larger than AGENT_MAX_BODY_BYTES.",
         415: "The body is not declared as JSON.",
+        409: "The run id or Idempotency-Key was used before with a different input.",
         422: "The envelope or `input` is invalid; the message lists every problem.",
         429: "AGENT_MAX_CONCURRENCY runs are in flight; retry after `Retry-After` seconds.",
         500: "The agent raised or returned something that is not JSON.",
-        503: "The server is shutting down.",
+        503: "The server is shutting down, or a duplicate waited too long for the first.",
         504: "The agent ran past AGENT_TIMEOUT_SECONDS and was cancelled.",
     }.items()
 }

@@ -34,6 +34,7 @@ from app.envelope import (
     read_envelope,
 )
 from app.errors import ApiError, error_response
+from app.idempotency import Idempotency
 from app.input_schema import InputSchema, listed, problems
 from app.redaction import Redactor
 from app.runner import AgentRunner, ClientDisconnectedError
@@ -161,11 +162,16 @@ def invoke_handler(
     runner: AgentRunner,
     redact: Redactor,
     tracing: Tracing,
+    idempotency: Idempotency,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Build the route function, closing over the app's collaborators."""
 
     async def invoke(request: Request) -> Response:
         envelope, body = await accept.envelope(request)
+        answer = lambda: respond(request, envelope, body)  # noqa: E731
+        return await idempotency.run(request, envelope, answer, route="sync")
+
+    async def respond(request: Request, envelope: Envelope, body: bytes) -> Response:
         metadata = envelope.arize_metadata
         run_id = metadata.run_id if metadata else None
         trace = tracing.start(request.headers, metadata, envelope.traced)

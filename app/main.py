@@ -24,6 +24,7 @@ from app.body import BodyLimit
 from app.entrypoint import Agent, AgentFunction, load_agent
 from app.envelope import EXAMPLE_FLAT, EXAMPLE_METADATA, EXAMPLE_WRAPPED, ShapeSetting
 from app.errors import ERROR_RESPONSES, install_error_handlers
+from app.idempotency import Idempotency, build_idempotency
 from app.input_schema import InputSchema
 from app.invoke import Acceptance, invoke_handler
 from app.jobs import JobsRuntime, build_jobs
@@ -101,13 +102,16 @@ def create_app(
     redact = Redactor(settings.secret_values())
     tracing = Tracing.from_settings(settings, redact, loaded.name, tracer_provider)
     jobs_runtime = build_jobs(settings, loaded, tracing, redact)
+    idempotency = build_idempotency(settings, tracing)
     if settings.auth_disabled and not settings.api_keys:
         log.warning(
             "AUTHENTICATION IS DISABLED (AGENT_AUTH_DISABLED=true): anyone who can reach this "
             "server can run the agent. Use this for local development only."
         )
 
-    lifespan = _lifespan(settings, loaded.name, runner, tracing, jobs_runtime)
+    lifespan = _lifespan(
+        settings, loaded.name, runner, tracing, jobs_runtime, idempotency=idempotency
+    )
     docs = settings.docs_enabled
     app = FastAPI(
         # FastAPI's own OpenTelemetry spans (0.165+) would wrap ours in three more spans per
@@ -126,11 +130,19 @@ def create_app(
     app.state.runner = runner
     app.state.settings = settings
     app.state.jobs = jobs_runtime
+    app.state.idempotency = idempotency
     install_error_handlers(app, settings.invoke_path)
 
     authenticate = Authenticator(settings)
     accept = Acceptance(settings, BodyLimit(settings.max_body_bytes), authenticate, schema)
-    invoke = invoke_handler(settings, accept=accept, runner=runner, redact=redact, tracing=tracing)
+    invoke = invoke_handler(
+        settings,
+        accept=accept,
+        runner=runner,
+        redact=redact,
+        tracing=tracing,
+        idempotency=idempotency,
+    )
     # The invoke route is served by a plain Starlette route: FastAPI's request handling
     # (dependency solving, response validation) would run on every request for a handler
     # that takes the raw request and returns a finished response. The FastAPI route below
@@ -169,6 +181,7 @@ def create_app(
             authenticate=authenticate,
             tracing=tracing,
             jobs=jobs_runtime.jobs,
+            idempotency=idempotency,
             request_body=lambda path: _request_body(schema, path, settings.body_shape),
         )
     _document_security(app, settings)
@@ -185,6 +198,8 @@ def _lifespan(
     runner: AgentRunner,
     tracing: Tracing,
     jobs_runtime: JobsRuntime | None,
+    *,
+    idempotency: Idempotency,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -205,6 +220,7 @@ def _lifespan(
             runner.close()
             if jobs_runtime is not None:
                 await jobs_runtime.close()
+            await idempotency.close()
             tracing.close()
 
     return lifespan

@@ -99,6 +99,24 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="How long shutdown waits for in-flight requests."
     )
 
+    # -- retried rows run once (app/idempotency.py)
+    idempotency: bool = Field(
+        default=True,
+        description="A second request with the same arize_metadata.run_id (or Idempotency-Key "
+        "header, which wins) waits for or replays the first's answer instead of running again.",
+    )
+    idempotency_retention_seconds: float = Field(
+        default=86_400, gt=0, description="How long a successful answer is kept for replays."
+    )
+    idempotency_max_entries: int = Field(
+        default=10_000, ge=1, description="Answers kept at most; the oldest go first."
+    )
+    idempotency_max_bytes: int = Field(
+        default=67_108_864,
+        ge=1,
+        description="Bytes of kept answers at most; a bigger single answer is not kept.",
+    )
+
     # -- serving (used by `agent-endpoint serve`)
     host: str = Field(default="127.0.0.1", description="Bind address.")
     port: int = Field(

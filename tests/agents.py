@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -101,3 +103,24 @@ def cancellable(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # 
     with open(marker, "a") as file:  # noqa: PTH123
         file.write("cancelled\n" if cancelled else "timed out\n")
     return {"done": input.get("goal")}
+
+
+async def counted(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """Counts its own runs across processes: one line per run in `input["count_file"]`.
+
+    Waits `input["seconds"]`; with `fail_first`, the first run raises. The answer holds a
+    nonce of its own, so two runs never answer the same bytes.
+    """
+    runs = await asyncio.to_thread(_count, Path(input["count_file"]), ctx.run_id)
+    first = runs == 1
+    await asyncio.sleep(float(input.get("seconds", 0)))
+    if input.get("fail_first") and first:
+        raise RuntimeError("the first run fails")
+    return {"goal": input.get("goal"), "nonce": secrets.token_hex(8), "run_id": ctx.run_id}
+
+
+def _count(path: Path, run_id: str | None) -> int:
+    """Append one line (O_APPEND: atomic between processes); the runs counted so far."""
+    with path.open("a") as file:
+        file.write(f"{run_id}\n")
+    return len(path.read_text().splitlines())

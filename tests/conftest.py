@@ -57,8 +57,12 @@ class ArgumentsOnly(Settings):
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings from keyword arguments only: the developer's environment and .env are ignored
-    (a generated project's tests run next to its .env)."""
-    return ArgumentsOnly(**{"api_keys": [KEY], **overrides})
+    (a generated project's tests run next to its .env).
+
+    Idempotency is off unless asked for: the suite's rows all carry METADATA's run id, where
+    Arize gives every row its own; tests/test_idempotency.py turns it on.
+    """
+    return ArgumentsOnly(**{"api_keys": [KEY], "idempotency": False, **overrides})
 
 
 @asynccontextmanager
