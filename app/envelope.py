@@ -108,6 +108,7 @@ class Envelope:
     alternative: dict[str, Any] | None = None
     wrapped_possible: bool = True
     text: str | None = None  # the input as JSON text, encoded off the loop for a large body
+    size: int = 0  # bytes of the body it was read from
 
     @property
     def traced(self) -> dict[str, Any] | str:

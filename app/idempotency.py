@@ -43,8 +43,9 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.envelope import ArizeMetadata
+from app.envelope import Envelope
 from app.errors import ApiError, api_error_response, error_response
+from app.offload import off_the_loop
 from app.settings import Settings
 from app.tracing import RequestSpan, Tracing
 
@@ -63,16 +64,6 @@ MARGIN_SECONDS = 5.0
 # bytes per entry besides its key and body, on CPython 3.11.
 ENTRY_OVERHEAD = 512
 ABANDONED = frozenset({499})  # the owner's caller left: its answer is nobody else's
-
-
-class Envelope(Protocol):
-    """What the routes' `accept.envelope(request)` gives: the input and Arize's ids."""
-
-    @property
-    def input(self) -> dict[str, Any]: ...
-
-    @property
-    def arize_metadata(self) -> ArizeMetadata | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +298,7 @@ class Idempotency:
         key = request_key(request, run_id, route)
         if key is None:
             return await produce()
-        fingerprint = fingerprint_of(envelope.input)
+        fingerprint = await off_the_loop(envelope.size, fingerprint_of, envelope.input)
         deadline = time.monotonic() + self.wait_seconds
         while (flight := self._flights.get(key.store)) is not None:
             with _Follower(self._tracing, request, envelope, span_name, key) as span:

@@ -10,13 +10,12 @@ than the checks themselves.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -36,6 +35,7 @@ from app.envelope import (
 from app.errors import ApiError, error_response
 from app.idempotency import Idempotency
 from app.input_schema import InputSchema, listed, problems
+from app.offload import OFFLOAD_BYTES, off_the_loop
 from app.redaction import Redactor
 from app.runner import AgentRunner, ClientDisconnectedError
 from app.settings import Settings
@@ -44,9 +44,6 @@ from app.tracing import INPUT_ENCODER, RequestSpan, Tracing
 log = logging.getLogger("agent_endpoint")
 
 MAX_ERROR_MESSAGE = 500
-OFFLOAD_BYTES = 64 * 1024  # bodies larger than this are read and checked in a worker thread
-P = ParamSpec("P")
-R = TypeVar("R")
 BODY_EXAMPLE = (
     '{"goal": "...", "arize_metadata": {...}} or {"input": {...}, "arize_metadata": {...}}'
 )
@@ -78,7 +75,7 @@ class Acceptance:
         self.authenticate(request)
         check_content_type(request.headers.get("content-type"))
         body = await self.body_limit.read(request)
-        envelope = await off_the_loop(body, self._read, body)
+        envelope = await off_the_loop(len(body), self._read, body)
         log.debug("body read as %s (run %s)", envelope.shape, envelope.run_id)
         return envelope, body
 
@@ -91,7 +88,7 @@ class Acceptance:
         if len(body) > OFFLOAD_BYTES and self.settings.trace_io:
             # Encoding 80,000 keys for the span takes 20 ms: here, in the worker thread.
             envelope = replace(envelope, text=INPUT_ENCODER.encode(envelope.input))
-        return envelope
+        return replace(envelope, size=len(body))
 
     async def check_input(self, envelope: Envelope, body: bytes, trace: RequestSpan) -> None:
         """Warnings (metadata, placeholders inside values) to the span and the log, then the
@@ -100,12 +97,12 @@ class Acceptance:
         try:
             if self.settings.reject_placeholders and b"{{" in body:  # a byte scan spares the walk
                 quote = self.settings.trace_io
-                warnings += await off_the_loop(body, check_placeholders, envelope, quote=quote)
+                warnings += await off_the_loop(len(body), check_placeholders, envelope, quote=quote)
         finally:
             trace.annotate(envelope.shape, warnings)
             for warning in warnings:
                 log.warning("run %s: %s", envelope.run_id, warning)
-        await off_the_loop(body, self._check_schema, envelope)
+        await off_the_loop(len(body), self._check_schema, envelope)
 
     def _check_schema(self, envelope: Envelope) -> None:
         schema = self.input_schema
@@ -137,22 +134,6 @@ class Acceptance:
         if envelope.shape == "flat" and not envelope.wrapped_possible:
             note += "; not the setup page's wrapped body either: it has no `input` object"
         raise schema.refusal(found, envelope.run_id, note + ")")
-
-
-async def off_the_loop(
-    body: bytes, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs
-) -> R:
-    """`function(...)` in a worker thread when the body is large, else right here.
-
-    Reading, scanning and validating a body are linear in its size, but a megabyte of hostile
-    JSON still takes tens of milliseconds of Python (measured in bench/hostile.py): on the
-    event loop that would stall every other request and /healthz. In a thread the loop keeps
-    its turns (the interpreter switches threads every 5 ms). Small bodies, nearly all of them,
-    skip the hand-off, which costs more than their scan.
-    """
-    if len(body) <= OFFLOAD_BYTES:
-        return function(*args, **kwargs)
-    return await asyncio.to_thread(function, *args, **kwargs)
 
 
 def invoke_handler(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from app.input_schema import InputSchema
-from app.invoke import OFFLOAD_BYTES
 from app.main import create_app
+from app.offload import OFFLOAD_BYTES
 from tests.conftest import AUTH, client_for, make_settings
 from tests.processes import ROOT
 

@@ -231,7 +231,9 @@ async def test_async_duplicates_get_the_same_job() -> None:
 
         job = await finished()
         assert idempotency.waiting == 0
-    assert {a.status_code for a in answers} == {202}
+    assert {a.status_code for a in answers} == {
+        200
+    }  # the async route answers 200 (Arize counts nothing else as done)
     assert len({a.content for a in [*answers, later]}) == 1
     assert replayed(later)
     assert (sync.status_code, replayed(sync)) == (200, False)
