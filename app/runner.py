@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -63,7 +62,7 @@ class AgentRunner:
         self.in_flight = 0
         self.overdue = 0  # runs past their limit (or cancelled) that have not stopped yet
         self.draining = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slots = asyncio.Semaphore(self.capacity)
         self._idle = asyncio.Event()
         self._idle.set()
         self._executor = ThreadPoolExecutor(
@@ -203,35 +202,21 @@ class AgentRunner:
                 headers={"Retry-After": "1"},
                 run_id=run_id,
             )
-        if self.in_flight < self.capacity:
-            self.in_flight += 1
-            self._idle.clear()
-            return
-        if self.queue_wait <= 0:
+        # asyncio.Semaphore is first come, first served (Python 3.11.1+): a newcomer never
+        # takes a slot released for a run already waiting, and a waiter cancelled just as a
+        # slot reached it passes the slot on.
+        if self._slots.locked() and self.queue_wait <= 0:
             raise self._busy(run_id)
-        # Wait in line: _release hands a slot straight to the first waiter (in_flight does not
-        # change), so a newcomer cannot take it in between.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        handed_over = False
         try:
-            async with asyncio.timeout(self.queue_wait):
-                await waiter
-            handed_over = True
+            async with asyncio.timeout(self.queue_wait if self._slots.locked() else None):
+                await self._slots.acquire()
         except TimeoutError:
-            handed_over = waiter.done() and not waiter.cancelled()  # handed over as time ran out
-            if not handed_over:
-                raise self._busy(run_id) from None
-        finally:
-            if not handed_over and waiter.done() and not waiter.cancelled():
-                self._release()  # cancelled from outside just after the hand-over
+            raise self._busy(run_id) from None
+        self.in_flight += 1
+        self._idle.clear()
 
     def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        self._slots.release()
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()

@@ -18,7 +18,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
-from jsonschema import validators
+import jsonschema_rs
 
 from coordinator.template import Shape
 
@@ -51,14 +51,11 @@ def schema_document(source: str, invoke_url: str, headers: dict[str, str]) -> di
 def body_validator(document: dict[str, Any], shape: Shape = "flat") -> Validate:
     """Checks a hydrated template against the input schema; each violation is named by its
     path in the body as sent (`input.goal` wrapped, `goal` flat), where the user looks for it."""
-    schema = document["input_schema"]
-    validator_class = validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    validator = jsonschema_rs.validator_for(document["input_schema"], validate_formats=True)
 
     def validate(body: Any) -> list[str]:
         return sorted(
-            (_path(e.absolute_path, shape) or "body") + f": {e.message}"
+            (_path(e.instance_path, shape) or "body") + f": {e.message}"
             for e in validator.iter_errors(body)
         )
 

@@ -192,8 +192,8 @@ def test_bad_header_flag_is_a_usage_error(
 @pytest.mark.parametrize(
     ("shape", "violation"),
     [
-        ("flat", "body: 'goal' is a required property"),
-        ("wrapped", "input: 'goal' is a required property"),
+        ("flat", 'body: "goal" is a required property'),
+        ("wrapped", 'input: "goal" is a required property'),
     ],
 )
 def test_schema_auto_refuses_bad_bodies_before_sending(

@@ -85,17 +85,17 @@ async def test_envelope_without_metadata_is_accepted_for_local_testing(
             "input_schema_violation",
             "input schema (read as the Agent Playground's flat body (fields at the top level); "
             "not the setup page's wrapped body either: it has no `input` object) (1 problem): "
-            "'goal' is a required property",
+            '"goal" is a required property',
             id="neither shape: no fields",
         ),
         pytest.param(
             {"input": {"question": "x"}, "arize_metadata": METADATA},
             "input_schema_violation",
             "the body fits neither shape of Arize's request: read as the setup page's wrapped "
-            "body ({\"input\": {...}}) (2 problems): input: 'goal' is a required property; "
+            'body ({"input": {...}}) (2 problems): input: "goal" is a required property; '
             "input: Additional properties are not allowed ('question' was unexpected); read as "
-            "the Agent Playground's flat body (fields at the top level) (2 problems): 'goal' is a "
-            "required property; Additional properties are not allowed ('input' was unexpected)",
+            'the Agent Playground\'s flat body (fields at the top level) (2 problems): "goal" is '
+            "a required property; Additional properties are not allowed ('input' was unexpected)",
             id="neither shape: both readings",
         ),
     ],

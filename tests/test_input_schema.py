@@ -31,8 +31,8 @@ async def test_every_violation_is_listed(client: httpx.AsyncClient) -> None:
     message = error["message"]
     assert "(5 problems)" in message
     for fragment in [
-        "input.goal: '' should be non-empty",
-        "input.config.model: 3 is not of type 'string'",
+        'input.goal: "" is shorter than 1 character',
+        'input.config.model: 3 is not of type "string"',
         "input.config.max_turns: 0 is less than the minimum of 1",
         "input.config: Additional properties are not allowed ('temperature' was unexpected)",
         "input: Additional properties are not allowed ('x' was unexpected)",
@@ -45,7 +45,7 @@ async def test_missing_required_field(client: httpx.AsyncClient) -> None:
         "/invoke", json={"input": {"config": {}}, "arize_metadata": METADATA}, headers=AUTH
     )
     assert response.status_code == 422
-    assert "input: 'goal' is a required property" in response.json()["error"]["message"]
+    assert 'input: "goal" is a required property' in response.json()["error"]["message"]
 
 
 async def test_schema_route_serves_schema_and_presets(client: httpx.AsyncClient) -> None:
@@ -84,7 +84,10 @@ async def test_custom_schema_with_refs_validates_and_documents(
         )
         spec = (await client.get("/openapi.json")).json()
     assert ok.status_code == 200
-    assert "input.question: 'toolong' is too long" in too_long.json()["error"]["message"]
+    assert (
+        'input.question: "toolong" is longer than 5 characters'
+        in too_long.json()["error"]["message"]
+    )
     body = spec["paths"]["/invoke"]["post"]["requestBody"]["content"]["application/json"]
     flat, wrapped = body["schema"]["anyOf"]
     flat_ref = flat["properties"]["question"]["$ref"]
@@ -98,7 +101,7 @@ async def test_custom_schema_with_refs_validates_and_documents(
 def test_preset_that_breaks_the_config_schema_is_refused(tmp_path: Path) -> None:
     presets = write(tmp_path / "p.json", {"Bad": {"model": "m", "max_turns": "many"}})
     with pytest.raises(
-        SchemaFileError, match=r"preset 'Bad' does not match.*'many' is not of type"
+        SchemaFileError, match=r"preset 'Bad' does not match.*\"many\" is not of type \"integer\""
     ):
         InputSchema.from_files(PACKAGE_DIR / "input_schema.json", presets)
 
@@ -153,5 +156,5 @@ def test_formats_are_checked(value: str, accepted: bool) -> None:
     if accepted:
         schema.check({"day": value}, None)
     else:
-        with pytest.raises(ApiError, match=r"input\.day: .* is not a 'date'"):
+        with pytest.raises(ApiError, match=r"input\.day: .* is not a \"date\""):
             schema.check({"day": value}, None)
