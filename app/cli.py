@@ -22,6 +22,7 @@ from pathlib import Path
 from app.card import CardError, build_card
 from app.entrypoint import AgentLoadError
 from app.input_schema import InputSchema, SchemaFileError
+from app.redaction import mask_standard_streams
 from app.settings import Settings, SettingsError, load_settings
 
 CONFIG_ERRORS = (SettingsError, AgentLoadError, SchemaFileError, CardError)
@@ -116,6 +117,7 @@ def _serve(
     from app.logs import configure_logging  # noqa: PLC0415
     from app.main import create_app  # noqa: PLC0415
 
+    mask_standard_streams(settings.secret_values())  # the agent's print too
     configure_logging(settings, uvicorn_loggers=True)
     # Build once up front so a bad configuration fails here, with one readable line.
     application = create_app(settings)

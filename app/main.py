@@ -29,7 +29,7 @@ from app.input_schema import InputSchema
 from app.invoke import Acceptance, invoke_handler
 from app.jobs import JobsRuntime, build_jobs
 from app.logs import configure_logging
-from app.redaction import Redactor
+from app.redaction import Redactor, mask_standard_streams
 from app.runner import AgentRunner
 from app.settings import Settings, load_settings
 from app.tracing import Tracing, instrument_fastapi
@@ -352,6 +352,7 @@ def __getattr__(name: str) -> Any:
     """`app.main:app`: built on first access, once, so importing this module does nothing."""
     if name == "app":
         settings = load_settings()
+        mask_standard_streams(settings.secret_values())  # the agent's print too
         configure_logging(settings)
         application = create_app(settings)
         globals()["app"] = application

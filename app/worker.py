@@ -22,7 +22,7 @@ from app.job_broker import QUEUE, build_broker, job_actor
 from app.job_runner import JobRunner
 from app.jobs import job_agent_runner
 from app.logs import configure_logging
-from app.redaction import Redactor
+from app.redaction import Redactor, mask_standard_streams
 from app.redis_jobs import redis_store
 from app.result_push import build_pusher
 from app.settings import Settings, SettingsError
@@ -40,6 +40,7 @@ def run_worker(settings: Settings) -> int:
         )
     settings.check_tracing_configured()
     settings.check_jobs_configured()
+    mask_standard_streams(settings.secret_values())  # the agent's print too
     configure_logging(settings)
     agent = load_agent(settings.entrypoint)
     redact = Redactor(settings.secret_values())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -124,3 +126,10 @@ def _count(path: Path, run_id: str | None) -> int:
     with path.open("a") as file:
         file.write(f"{run_id}\n")
     return len(path.read_text().splitlines())
+
+
+def printing(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # noqa: A002
+    """Prints what it is given, and the process's own key, as a careless agent might."""
+    print(f"careless: {input.get('goal')} {os.environ.get('AGENT_API_KEYS')}")  # noqa: T201
+    print(f"careless stderr: {os.environ.get('AGENT_API_KEYS')}", file=sys.stderr)  # noqa: T201
+    return {"printed": True}
