@@ -62,10 +62,12 @@ $(TOOLS_STAMP): requirements/tools.lock
 ## endpoint (127.0.0.1:8000), runs the sample dataset with two presets as two experiments with
 ## evaluators, prints the comparison and the Phoenix URLs of the comparison and of a trace, then
 ## stops what it started. KEEP=1 keeps both serving until Ctrl-C. DEMO_ARGS=--help for ports.
+DEMO_INSTALLER = $(if $(filter file,$(origin INSTALLER)),uv,$(INSTALLER))
 demo:
-	$(MAKE) --no-print-directory install install-phoenix \
-		INSTALLER=$(if $(filter file,$(origin INSTALLER)),uv,$(INSTALLER))
-	$(BIN)/python -m bench.demo --phoenix-venv $(abspath $(PHOENIX_VENV)) $(if $(KEEP),--keep) $(DEMO_ARGS)
+	$(MAKE) --no-print-directory install-phoenix INSTALLER=$(DEMO_INSTALLER)
+	$(PYTHON) bench/demo.py --phoenix-venv $(abspath $(PHOENIX_VENV)) --python $(BIN)/python \
+		--install "$(MAKE) --no-print-directory install INSTALLER=$(DEMO_INSTALLER)" \
+		$(if $(KEEP),--keep) $(DEMO_ARGS)
 
 ## Phoenix in the foreground on 127.0.0.1: UI and OTLP/HTTP on http://127.0.0.1:6006 (/v1/traces),
 ## OTLP/gRPC on 127.0.0.1:4317; its database stays in .phoenix/data. Ctrl-C stops it.

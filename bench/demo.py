@@ -9,8 +9,12 @@ Then it stops everything it started, unless `--keep` (`make demo KEEP=1`): then 
 endpoint stay up until Ctrl-C, to click through. Ctrl-C at any point stops what it started.
 Phoenix's data lives in a temporary folder, removed at the end (with --keep, at the Ctrl-C).
 
-    python -m bench.demo [--keep] [--phoenix-venv .phoenix] [--phoenix-port 6006]
-        [--grpc-port 4317] [--port 8000]
+Standard library only, so it runs before the app's venv exists: `make demo` installs Phoenix,
+starts this script, and this script starts Phoenix and then runs `--install` (the app's install)
+while Phoenix boots, its slowest step.
+
+    python bench/demo.py [--keep] [--install COMMAND] [--python .venv/bin/python]
+        [--phoenix-venv .phoenix] [--phoenix-port 6006] [--grpc-port 4317] [--port 8000]
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phoenix-port", type=int, default=6006)
     parser.add_argument("--grpc-port", type=int, default=4317)
     parser.add_argument("--port", type=int, default=8000, help="the endpoint's port")
+    parser.add_argument(
+        "--python", default=sys.executable, help="the app venv's python (default: this one)"
+    )
+    parser.add_argument(
+        "--install", help="a shell command installing the app, run while Phoenix starts"
+    )
     args = parser.parse_args(argv)
     began = time.monotonic()
     # SIGTERM (a test, a supervisor) unwinds like Ctrl-C, so the finally blocks stop the children.
@@ -65,12 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             phoenix_url = f"http://127.0.0.1:{args.phoenix_port}"
             endpoint_url = f"http://127.0.0.1:{args.port}"
             stack.enter_context(_phoenix(args, data, phoenix_url))
+            if args.install:
+                _install(args.install)
             stack.enter_context(_endpoint(args, data, phoenix_url))
             _wait(f"{phoenix_url}/healthz", "Phoenix", data / "phoenix.log")
             _wait(f"{endpoint_url}/readyz", "the endpoint", data / "endpoint.log")
             _say(f"Phoenix and the endpoint up in {time.monotonic() - began:.1f} s")
-            outputs = _experiments(data, phoenix_url, endpoint_url)
-            _compare(data)
+            outputs = _experiments(args.python, data, phoenix_url, endpoint_url)
+            _compare(args.python, data)
             urls = _urls(outputs, phoenix_url)
             _say(f"done in {time.monotonic() - began:.1f} s")
             print(f"comparison in Phoenix: {urls['compare']}")
@@ -93,6 +105,13 @@ class DemoError(RuntimeError):
 
 def _interrupt() -> None:
     raise KeyboardInterrupt
+
+
+def _install(command: str) -> None:
+    _say(f"installing the app while Phoenix starts: {command}")
+    # A shell command from the Makefile (make's own `$(MAKE) install ...`).
+    if subprocess.run(command, shell=True, cwd=ROOT, check=False).returncode:  # noqa: S602
+        raise DemoError(f"the install failed: {command}")
 
 
 def _say(text: str) -> None:
@@ -138,6 +157,7 @@ def _phoenix(args: argparse.Namespace, data: Path, url: str) -> AbstractContextM
         "PHOENIX_PORT": str(args.phoenix_port),
         "PHOENIX_GRPC_PORT": str(args.grpc_port),
         "PHOENIX_TELEMETRY_ENABLED": "false",
+        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
     }
     return _started([str(executable), "serve"], data / "phoenix.log", env)
 
@@ -155,7 +175,7 @@ def _endpoint(
         "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix_url,
         "OTEL_BSP_SCHEDULE_DELAY": "500",  # spans in Phoenix half a second after each request
     }
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(args.port)]
+    command = [args.python, "-m", "app.cli", "serve", "--port", str(args.port)]
     return _started(command, data / "endpoint.log", env)
 
 
@@ -172,7 +192,7 @@ def _wait(url: str, what: str, log: Path) -> None:
     raise DemoError(f"{what} did not answer {url} in {START_TIMEOUT:.0f} s; see {log}")
 
 
-def _experiments(data: Path, phoenix_url: str, endpoint_url: str) -> list[str]:
+def _experiments(python: str, data: Path, phoenix_url: str, endpoint_url: str) -> list[str]:
     """The two presets' runs, side by side (each spends seconds importing Phoenix's client);
     the second starts once the first has its experiment (its results file is opened then), so
     the first alone creates the dataset and the second finds it."""
@@ -182,7 +202,7 @@ def _experiments(data: Path, phoenix_url: str, endpoint_url: str) -> list[str]:
         if runs:
             _wait_for_file(data / f"{PRESETS[0].lower().replace(' ', '-')}.jsonl", runs[0])
         command = [
-            sys.executable,
+            python,
             "-m",
             "app.cli",
             "coordinator",
@@ -236,11 +256,11 @@ def _wait_for_file(path: Path, process: subprocess.Popen[str]) -> None:
         time.sleep(POLL / 4)
 
 
-def _compare(data: Path) -> None:
+def _compare(python: str, data: Path) -> None:
     a, b = (data / f"{p.lower().replace(' ', '-')}.jsonl" for p in PRESETS)
     print(f"\n--- {PRESETS[0]} (A) vs {PRESETS[1]} (B)", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "app.cli", "coordinator", "compare", str(a), str(b)],
+        [python, "-m", "app.cli", "coordinator", "compare", str(a), str(b)],
         cwd=ROOT,
         check=False,
     )
