@@ -91,14 +91,13 @@ class Change:
 def changes(a: Side, b: Side) -> list[Change]:
     """Rows in both whose verdicts differ, worst first; a row's run failing counts as a change
     of every evaluator, whose verdict then is `run failed`."""
-    names = sorted({n for row in a.verdicts.values() for n in row} | {RUN})
     found = []
     for example, row_a in a.verdicts.items():
         row_b = b.verdicts.get(example)
         if row_b is None:
             continue
         pairs = []
-        for name in names:
+        for name in sorted(row_a.keys() | row_b.keys()):
             va = _word(row_a, name)
             vb = _word(row_b, name)
             if va != vb:

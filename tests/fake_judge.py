@@ -1,4 +1,4 @@
-"""An offline stand-in for an LLM judge: phoenix-evals' `generate_classification`, answered by a rule.
+"""An offline stand-in for an LLM judge: phoenix-evals' `generate_classification`, by a rule.
 
 `--judge-model tests.fake_judge:model` makes `--eval judge` call it through arize-phoenix-evals'
 classifier (prompt rendering, label checking, scoring) as it would call a real model. The rule:
@@ -20,12 +20,14 @@ class FakeJudge:
     def generate_classification(
         self, prompt: Any, labels: Any, include_explanation: bool = True, **_: Any
     ) -> dict[str, Any]:
-        text = str(prompt)
+        # phoenix-evals renders the template to chat messages: [{"role": ..., "content": ...}]
+        text = prompt if isinstance(prompt, str) else "\n".join(str(m["content"]) for m in prompt)
         self.prompts.append(text)
         if "BROKEN" in text:
             raise RuntimeError("the judge's provider refused the request")
         label = "correct" if "Day 1:" in text else "incorrect"
-        return {"label": label, "explanation": f"rule: {'a day is planned' if label == 'correct' else 'no day planned'}"}
+        reason = "a day is planned" if label == "correct" else "no day planned"
+        return {"label": label, "explanation": f"rule: {reason}"}
 
     async def async_generate_classification(
         self, prompt: Any, labels: Any, include_explanation: bool = True, **kwargs: Any
