@@ -7,19 +7,26 @@ trace id and every evaluation, and files each run's trace in the experiment's pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from app.cli import main
 from tests.conftest import KEY
-from tests.live import free_port
+from tests.live import free_port, live_server
 from tests.phoenix import Phoenix
 from tests.processes import ROOT, clean_env
 from tests.servers import served
@@ -195,3 +202,90 @@ def test_without_the_phoenix_client_the_run_names_the_install_command(tmp_path: 
     assert done.returncode == 2, done.stderr
     assert "needs arize-phoenix-client: install the coordinator's extra: " in done.stderr
     assert "pip install 'agent-endpoint[experiments]'" in done.stderr
+
+
+PUSH_DELAY = 0.3
+PUSHED_SCHEMA = 'json_schema:{"required": ["prediction_id", "prediction"]}'
+
+
+def test_an_async_run_is_recorded_when_its_pushed_result_arrives(
+    phoenix: Phoenix, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 202 run's output in Phoenix is the record its agent pushed to the log API, and its end
+    is the push's arrival; a push that never comes is the run's error."""
+    log_port = free_port()
+    pending: list[asyncio.Task[None]] = []
+
+    async def push(run_id: str) -> None:
+        await asyncio.sleep(PUSH_DELAY)
+        record = {
+            "space_key": "space-1",
+            "model_id": "trip-planner",
+            "prediction_id": run_id,
+            "prediction": {"label": {"numeric": 1.0}},
+        }
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.post(
+                f"http://127.0.0.1:{log_port}/v1/log",
+                json=record,
+                headers={"Authorization": "log-key-1"},
+            )
+            assert response.status_code == 200, response.text
+
+    async def accept(request: Request) -> Response:
+        body = await request.json()
+        run_id = body["arize_metadata"]["run_id"]
+        if "Paris" not in body["goal"]:  # the Paris job never reports back
+            pending.append(asyncio.create_task(push(run_id)))
+        return JSONResponse({"job_id": f"j-{run_id}"}, status_code=202)
+
+    dataset_name = f"async-{uuid.uuid4().hex[:8]}"
+    with live_server(Starlette(routes=[Route("/invoke", accept, methods=["POST"])])) as base:
+        code = main(
+            [
+                "coordinator",
+                "run",
+                "--url",
+                f"{base}/invoke",
+                "--dataset",
+                str(DATASET),
+                "--template",
+                str(SAMPLES / "template.json"),
+                "--results",
+                str(tmp_path / "r.jsonl"),
+                "--log-api-port",
+                str(log_port),
+                "--log-api-key",
+                "log-key-1",
+                "--space-key",
+                "space-1",
+                "--push-wait",
+                "2",
+                "--phoenix",
+                phoenix.base_url,
+                "--dataset-name",
+                dataset_name,
+                "--eval",
+                PUSHED_SCHEMA,
+            ]
+        )
+    assert code == 1  # the lost push
+    assert "4 runs, 3 evaluations recorded" in capsys.readouterr().out
+    (dataset,) = get(phoenix, "/v1/datasets", name=dataset_name)["data"]
+    (experiment,) = get(phoenix, f"/v1/datasets/{dataset['id']}/experiments")["data"]
+    runs = {r["input"]["id"]: r for r in get(phoenix, f"/v1/experiments/{experiment['id']}/json")}
+    results = {
+        line["example_id"]: line
+        for line in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
+    }
+    tokyo = runs["trip-tokyo"]
+    assert tokyo["output"]["prediction_id"] == results["trip-tokyo"]["run_id"]
+    assert tokyo["trace_id"] == results["trip-tokyo"]["trace_id"]
+    assert tokyo["output"]["prediction"] == {"label": {"numeric": 1.0}}
+    took = datetime.fromisoformat(tokyo["end_time"]) - datetime.fromisoformat(tokyo["start_time"])
+    assert took.total_seconds() >= PUSH_DELAY
+    (verdict,) = tokyo["annotations"]
+    assert verdict["name"] == PUSHED_SCHEMA
+    assert verdict["label"] == "pass"  # evaluated on the pushed record, not on the 202's body
+    assert runs["trip-paris"]["error"].startswith("push_timeout: job accepted, but no record")
+    assert runs["trip-paris"]["annotations"] == []
