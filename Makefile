@@ -10,30 +10,64 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock requirements/arize
 # venv so the app's install stays small.
 PHOENIX_VENV ?= .phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(shell cat requirements/phoenix.lock | cksum | cut -d' ' -f1)
+# INSTALLER=uv installs the same hashed locks with uv (bootstrapped into .tools/ from
+# requirements/tools.lock): seconds where pip takes minutes. `make demo` uses it; pip stays the
+# default of every other target, and the fallback (`make demo INSTALLER=pip`).
+INSTALLER ?= pip
+TOOLS ?= .tools
+UV := $(TOOLS)/bin/uv
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cat requirements/tools.lock | cksum | cut -d' ' -f1)
+ifeq ($(INSTALLER),uv)
+MKVENV = $(UV) venv --quiet --allow-existing --python $(PYTHON)
+pip_install = $(UV) pip install --quiet --python $(1)
+INSTALLER_DEPS = $(TOOLS_STAMP)
+else
+MKVENV = $(PYTHON) -m venv
+pip_install = $(1) -m pip install --quiet
+INSTALLER_DEPS =
+endif
 
-.PHONY: install install-phoenix phoenix serve test lint format bench lock clean
+.PHONY: install install-phoenix phoenix serve test lint format bench lock clean demo
 
 install: $(STAMP)
 
 # arize (the tests read Arize's log record schema from it) goes beside site-packages, not in
 # it: its arize/__init__.py would turn arize-otel's namespace package `arize` into a regular one.
-$(STAMP): requirements/dev.lock requirements/arize.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+$(STAMP): requirements/dev.lock requirements/arize.lock pyproject.toml | $(INSTALLER_DEPS)
+	$(MKVENV) $(VENV)
+	$(call pip_install,$(BIN)/python) --require-hashes --no-deps -r requirements/dev.lock
 	rm -rf $(VENV)/arize-schema
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps --target $(VENV)/arize-schema \
+	$(call pip_install,$(BIN)/python) --require-hashes --no-deps --target $(VENV)/arize-schema \
 		-r requirements/arize.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(call pip_install,$(BIN)/python) --no-deps --no-build-isolation --editable .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 install-phoenix: $(PHOENIX_STAMP)
 
-$(PHOENIX_STAMP): requirements/phoenix.lock
-	$(PYTHON) -m venv $(PHOENIX_VENV)
-	$(PHOENIX_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/phoenix.lock
+$(PHOENIX_STAMP): requirements/phoenix.lock | $(INSTALLER_DEPS)
+	$(MKVENV) $(PHOENIX_VENV)
+	$(call pip_install,$(PHOENIX_VENV)/bin/python) --require-hashes --no-deps -r requirements/phoenix.lock
 	rm -f $(PHOENIX_VENV)/.installed-*
 	touch $@
+
+# uv itself, from its hashed lock, in a small venv of its own.
+$(TOOLS_STAMP): requirements/tools.lock
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements/tools.lock
+	rm -f $(TOOLS)/.installed-*
+	touch $@
+
+## One command to a linked experiment: installs with uv, starts Phoenix (127.0.0.1:6006) and the
+## endpoint (127.0.0.1:8000), runs the sample dataset with two presets as two experiments with
+## evaluators, prints the comparison and the Phoenix URLs of the comparison and of a trace, then
+## stops what it started. KEEP=1 keeps both serving until Ctrl-C. DEMO_ARGS=--help for ports.
+DEMO_INSTALLER = $(if $(filter file,$(origin INSTALLER)),uv,$(INSTALLER))
+demo:
+	$(MAKE) --no-print-directory install-phoenix INSTALLER=$(DEMO_INSTALLER)
+	$(PYTHON) bench/demo.py --phoenix-venv $(abspath $(PHOENIX_VENV)) --python $(BIN)/python \
+		--install "$(MAKE) --no-print-directory install INSTALLER=$(DEMO_INSTALLER)" \
+		$(if $(KEEP),--keep) $(DEMO_ARGS)
 
 ## Phoenix in the foreground on 127.0.0.1: UI and OTLP/HTTP on http://127.0.0.1:6006 (/v1/traces),
 ## OTLP/gRPC on 127.0.0.1:4317; its database stays in .phoenix/data. Ctrl-C stops it.
@@ -83,6 +117,8 @@ lock:
 		--no-emit-index-url --no-emit-find-links -q -o requirements/phoenix.lock
 	uv pip compile requirements/arize.in --no-deps --generate-hashes --no-emit-index-url \
 		--no-emit-find-links --universal --python-version 3.11 -q -o requirements/arize.lock
+	uv pip compile requirements/tools.in --universal --python-version 3.11 --generate-hashes \
+		--no-emit-index-url --no-emit-find-links -q -o requirements/tools.lock
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) $(PHOENIX_VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage

@@ -12,15 +12,29 @@ This example is a small trip-planning agent that needs no API key and answers th
 with the same output: a rule-based "model" decides which tool to call next, and the answer
 shows every tool call, as a real agent's would. Replace the body of `run` with your own agent
 (LangGraph, OpenAI Agents SDK, plain Python) and keep its signature.
+
+It traces its steps the way an instrumented framework would, with the OpenTelemetry API and
+OpenInference's attribute names: the planning step as a CHAIN span, each tool call as a TOOL span,
+under the service's request span (which gives them the run ids), so the first trace you open
+shows run → request → plan and tools. The spans carry what the agent derived (the city, the days,
+the tools' arguments and results), never the goal's text, which AGENT_TRACE_IO=false keeps out.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
+from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
+from opentelemetry import trace
+
 from app.context import AgentContext
+
+tracer = trace.get_tracer(__name__)
+KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
 
 CITIES: dict[str, list[str]] = {
     "tokyo": ["Senso-ji temple", "Tsukiji outer market", "teamLab Planets", "Meiji Shrine"],
@@ -55,14 +69,33 @@ async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
 
     tool_calls: list[dict[str, Any]] = []
 
-    def call(name: str, arguments: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    def call(
+        name: str, arguments: dict[str, Any], tool: Callable[..., dict[str, Any]]
+    ) -> dict[str, Any]:
+        with tracer.start_as_current_span(
+            name,
+            attributes={
+                KIND: OpenInferenceSpanKindValues.TOOL.value,
+                SpanAttributes.TOOL_NAME: name,
+                SpanAttributes.TOOL_PARAMETERS: json.dumps(arguments),
+                SpanAttributes.INPUT_VALUE: json.dumps(arguments),
+                SpanAttributes.INPUT_MIME_TYPE: "application/json",
+            },
+        ) as span:
+            result = tool(**arguments)
+            span.set_attribute(SpanAttributes.OUTPUT_VALUE, json.dumps(result, ensure_ascii=False))
+            span.set_attribute(SpanAttributes.OUTPUT_MIME_TYPE, "application/json")
         tool_calls.append({"name": name, "arguments": arguments, "result": result})
         return result
 
-    # A goal is a sentence: the rules read its start, so a huge goal costs no more than a short
-    # one (this agent runs on the event loop; a real one would hand the goal to a model).
-    lowered = goal[:GOAL_CHARS_READ].lower()
-    city = next((name for name in CITIES if name in lowered), None)
+    with tracer.start_as_current_span(
+        "plan", attributes={KIND: OpenInferenceSpanKindValues.CHAIN.value}
+    ) as plan:
+        city, days = _plan(goal)
+        plan.set_attribute(
+            SpanAttributes.OUTPUT_VALUE, json.dumps({"city": city, "days": days, "model": model})
+        )
+        plan.set_attribute(SpanAttributes.OUTPUT_MIME_TYPE, "application/json")
     if city is None:
         known = ", ".join(name.title() for name in CITIES)
         return {
@@ -72,19 +105,12 @@ async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
             "model": model,
         }
 
-    # Bounded repeats: `(\d+)[\s-]*day` backtracks quadratically on a long run of digits.
-    days_match = re.search(r"(\d{1,3})[\s-]{0,3}day", lowered)
-    days = min(int(days_match.group(1)), MAX_DAYS) if days_match else DEFAULT_DAYS
-    days = max(days, 1)
-
-    facts = call("lookup_city", {"city": city}, lookup_city(city))
+    facts = call("lookup_city", {"city": city}, lookup_city)
     forecasts = []
     for day in range(1, days + 1):
         if len(tool_calls) >= max_turns or ctx.cancelled.is_set():
             break
-        forecasts.append(
-            call("weather_forecast", {"city": city, "day": day}, weather_forecast(city, day))
-        )
+        forecasts.append(call("weather_forecast", {"city": city, "day": day}, weather_forecast))
 
     lines = [f"{days}-day plan for {facts['city']}:"]
     for day in range(1, days + 1):
@@ -100,3 +126,15 @@ async def run(input: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:  # no
         "turns": len(tool_calls),
         "model": model,
     }
+
+
+def _plan(goal: str) -> tuple[str | None, int]:
+    """The planning step: which city, how many days (a rule-based stand-in for a model)."""
+    # A goal is a sentence: the rules read its start, so a huge goal costs no more than a short
+    # one (this agent runs on the event loop; a real one would hand the goal to a model).
+    lowered = goal[:GOAL_CHARS_READ].lower()
+    city = next((name for name in CITIES if name in lowered), None)
+    # Bounded repeats: `(\d+)[\s-]*day` backtracks quadratically on a long run of digits.
+    days_match = re.search(r"(\d{1,3})[\s-]{0,3}day", lowered)
+    days = min(int(days_match.group(1)), MAX_DAYS) if days_match else DEFAULT_DAYS
+    return city, max(days, 1)

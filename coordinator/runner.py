@@ -10,6 +10,8 @@ failure). Rows run in parallel on `concurrency` workers pulling from the streame
 memory stays flat.
 Retries happen only where Arize would: connection errors and 429/5xx, with backoff; a retry
 sends the same body, so it keeps the run's ids (the endpoint can tell a retry from a new run).
+Each finished run's output goes through the experiment's evaluators (coordinator.evaluators), in
+worker threads so a slow one never holds the event loop, before its line is written.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -29,6 +32,7 @@ from urllib.parse import quote
 import aiohttp
 
 from coordinator.dataset import Row
+from coordinator.evaluators import Evaluator
 from coordinator.log_api import LogStore
 from coordinator.template import METADATA_KEY, Shape, TemplateError, hydrate
 from coordinator.tracing import RunSpans
@@ -65,6 +69,8 @@ class Experiment:
     dry_run: bool = False  # hydrate (and validate) every row, send nothing
     # The run spans to start and export (None: a random traceparent, nothing exported).
     spans: RunSpans | None = field(default=None, repr=False)
+    # Run on each output as it arrives; their verdicts go in the result's `evaluations`.
+    evaluators: tuple[Evaluator, ...] = ()
 
 
 @dataclass
@@ -83,10 +89,20 @@ class RunResult:
     error: dict[str, Any] | None = None
     pushed: dict[str, Any] | None = None  # for a 202: the record the agent pushed later
     shape: Shape = "flat"  # the body's shape, so a results file says what was sent
+    # When the request was first sent and when the result was known (its push, for a 202).
+    started_at: str | None = None
+    ended_at: str | None = None
+    # Evaluator name -> its verdict (score, label, explanation, or error), for runs that answered.
+    evaluations: dict[str, dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def output(self) -> Any:
+        """What the run produced: the record pushed for a 202, else the response body."""
+        return self.pushed if self.pushed is not None else self.response
 
 
 def traceparent() -> tuple[str, str, str]:
@@ -112,14 +128,17 @@ async def run_experiment(
 
     waiting: list[asyncio.Task[None]] = []
 
-    def finish(result: RunResult) -> None:
+    async def finish(result: RunResult, row: Row) -> None:
+        result.ended_at = now_iso()
+        if experiment.evaluators and result.ok and not experiment.dry_run:
+            result.evaluations = await evaluate(experiment.evaluators, result, row)
         results.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
         if not result.ok:
             failed.append(result)
         if on_result is not None:
             on_result(result)
 
-    async def await_push(result: RunResult) -> None:
+    async def await_push(result: RunResult, row: Row) -> None:
         assert experiment.pushes is not None  # noqa: S101 - only scheduled with a store
         result.pushed = await wait_for_push(experiment.pushes, result.run_id, experiment.push_wait)
         if result.pushed is None:
@@ -128,21 +147,36 @@ async def run_experiment(
                 "message": f"job accepted, but no record with prediction_id={result.run_id} "
                 f"reached the log API within {experiment.push_wait:g} s",
             }
-        finish(result)
+        await finish(result, row)
 
     async def worker(client: aiohttp.ClientSession) -> None:
         for index, row in numbered:  # workers share one iterator: each row is taken once
             result = await run_one(experiment, client, index, row, pace)
             if experiment.pushes is not None and accepted_as_job(result):
                 # Arize's run is over; its final result arrives through the log API later.
-                waiting.append(asyncio.create_task(await_push(result)))
+                waiting.append(asyncio.create_task(await_push(result, row)))
             else:
-                finish(result)
+                await finish(result, row)
 
     async with _client(experiment) as client:
         await asyncio.gather(*(worker(client) for _ in range(experiment.concurrency)))
     await asyncio.gather(*waiting)
     return failed
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def evaluate(
+    evaluators: tuple[Evaluator, ...], result: RunResult, row: Row
+) -> dict[str, dict[str, Any]]:
+    """Every evaluator's verdict on the run's output, each in a worker thread (a user's function
+    or an LLM judge may take its time); an evaluator's failure is its verdict's error."""
+    verdicts = await asyncio.gather(
+        *(asyncio.to_thread(e, result.output, row, result.latency_ms) for e in evaluators)
+    )
+    return {e.name: v.as_dict() for e, v in zip(evaluators, verdicts, strict=True)}
 
 
 def accepted_as_job(result: RunResult) -> bool:
@@ -221,6 +255,7 @@ async def run_one(
         await _send(experiment, client, body=body, headers=headers, result=result, pace=pace)
         return result
     with experiment.spans.run(metadata, result.request) as span:
+        await span.announce()  # the trace exists in the run span's project before the request
         span.inject(headers)  # the endpoint's spans become children of the run span
         result.trace_id = span.trace_id
         await _send(experiment, client, body=body, headers=headers, result=result, pace=pace)
@@ -238,6 +273,7 @@ async def _send(
     pace: _Pace | None,
 ) -> None:
     """POST with retries where Arize retries; fills status, response or error, latency."""
+    result.started_at = now_iso()
     started = time.perf_counter()
     for attempt in range(1, experiment.retries + 2):
         result.attempts = attempt

@@ -1,4 +1,5 @@
-"""The end-of-run summary: counts, latency percentiles, slowest rows, error kinds."""
+"""The end-of-run summary: counts, latency percentiles, slowest rows, error kinds, and each
+evaluator's mean score and pass rate."""
 
 from __future__ import annotations
 
@@ -6,12 +7,52 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
+from coordinator.evaluators import Verdict
 from coordinator.runner import RunResult
 
 SLOWEST = 5
 BUCKET_GROWTH = 1.01
 MIN_LATENCY_MS = 0.001
+
+
+@dataclass
+class EvalStats:
+    """One evaluator over a run: mean of its scores, and how many verdicts passed."""
+
+    scored: int = 0
+    score_sum: float = 0.0
+    judged: int = 0  # verdicts that passed or failed (not errors, not unscored labels)
+    passed: int = 0
+    errors: int = 0
+
+    def add(self, verdict: dict[str, Any]) -> None:
+        read = Verdict(**verdict)
+        if read.error is not None:
+            self.errors += 1
+        if read.score is not None:
+            self.scored += 1
+            self.score_sum += read.score
+        if read.passed is not None:
+            self.judged += 1
+            self.passed += read.passed
+
+    @property
+    def mean(self) -> float | None:
+        return self.score_sum / self.scored if self.scored else None
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.judged if self.judged else None
+
+    def render(self) -> str:
+        mean = "-" if self.mean is None else f"{self.mean:.2f}"
+        rate = (
+            "-" if self.pass_rate is None else f"{self.pass_rate:.0%} ({self.passed}/{self.judged})"
+        )
+        errors = f", errors {self.errors}" if self.errors else ""
+        return f"mean {mean}, pass rate {rate}{errors}"
 
 
 @dataclass
@@ -26,8 +67,11 @@ class Summary:
     # same few kilobytes whether the dataset has a thousand rows or a million.
     latency_buckets: Counter[int] = field(default_factory=Counter)
     slowest: list[tuple[float, int, str]] = field(default_factory=list)
+    evaluations: dict[str, EvalStats] = field(default_factory=dict)
 
     def add(self, result: RunResult) -> None:
+        for name, verdict in (result.evaluations or {}).items():
+            self.evaluations.setdefault(name, EvalStats()).add(verdict)
         if result.ok:
             self.ok += 1
         else:
@@ -81,6 +125,9 @@ class Summary:
         if self.error_kinds:
             lines.append("errors:")
             lines.extend(f"  {kind}: {count}" for kind, count in self.error_kinds.most_common())
+        if self.evaluations:
+            lines.append("evaluations:")
+            lines.extend(f"  {name}: {stats.render()}" for name, stats in self.evaluations.items())
         return "\n".join(lines)
 
 

@@ -4,11 +4,20 @@ Each row gets one `experiment_run` span; the `traceparent` sent to the endpoint 
 context, so the endpoint's request span becomes its child. Exported over OTLP/HTTP (to a local
 Phoenix, say), the whole tree shows up: run span → request span → the agent's spans, instead of
 a subtree whose parent never arrives.
+
+Phoenix files a whole trace under the project of the first span of it that arrives, and the
+endpoint exports its spans under its own project (AGENT_TRACE_PROJECT), usually before the run
+span (which ends last). So, before each request, the run span's first child, `send` (the body
+about to be sent), is exported at once, synchronously: the trace then lives in the coordinator's
+project (with `--phoenix`, the experiment's own), where Phoenix looks for the experiment's traces,
+and the endpoint's spans join it there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,26 +31,53 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 MAX_VALUE_CHARS = 4096
 PROPAGATOR = TraceContextTextMapPropagator()
+# The run span's attributes its `send` span repeats: the body, and the run ids.
+SEND_ATTRIBUTES = ("openinference.span.kind", "input.value", "input.mime_type", "metadata")
 
 
 def otlp_provider(endpoint: str, project_name: str | None) -> TracerProvider:
     """A provider exporting in batches over OTLP/HTTP to `endpoint` (…/v1/traces)."""
-    resource = Resource.create(
+    provider = TracerProvider(resource=_resource(project_name))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    return provider
+
+
+def _resource(project_name: str | None) -> Resource:
+    return Resource.create(
         {
             "service.name": "arize-coordinator-standin",
             "openinference.project.name": project_name or "default",
         }
     )
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    return provider
 
 
 class RunSpans:
-    """Starts one span per run and writes its W3C context into the request headers."""
+    """Starts one span per run and writes its W3C context into the request headers.
 
-    def __init__(self, provider: TracerProvider) -> None:
+    With `endpoint` (the provider's OTLP/HTTP endpoint) each run's `send` span is exported on
+    its own before the request goes out (see the module's docstring); its own provider has no
+    processor, so the batch never exports it a second time.
+    """
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        endpoint: str | None = None,
+        project_name: str | None = None,
+    ) -> None:
+        self._provider = provider
         self._tracer = provider.get_tracer("coordinator")
+        self._first: tuple[Any, OTLPSpanExporter, threading.Lock] | None = None
+        if endpoint is not None:
+            bare = TracerProvider(resource=_resource(project_name))
+            exporter = OTLPSpanExporter(endpoint=endpoint)
+            self._first = (bare.get_tracer("coordinator"), exporter, threading.Lock())
+
+    def shutdown(self) -> None:
+        """Export the spans still batched, then close the exporters."""
+        self._provider.shutdown()
+        if self._first is not None:
+            self._first[1].shutdown()  # type: ignore[no-untyped-call]
 
     @contextmanager
     def run(self, metadata: dict[str, Any], request: Any) -> Iterator[RunSpan]:
@@ -56,15 +92,40 @@ class RunSpans:
             "experiment_run", attributes=attributes, record_exception=False
         ) as span:
             assert isinstance(span, Span)  # noqa: S101 - the SDK's tracer makes SDK spans
-            yield RunSpan(span)
+            yield RunSpan(span, self._first, {k: attributes[k] for k in SEND_ATTRIBUTES})
 
 
 class RunSpan:
-    def __init__(self, span: Span) -> None:
+    def __init__(
+        self,
+        span: Span,
+        first: tuple[Any, OTLPSpanExporter, threading.Lock] | None = None,
+        send_attributes: dict[str, Any] | None = None,
+    ) -> None:
         self.span = span
+        self._first = first
+        self._send_attributes = send_attributes or {}
         context = span.get_span_context()
         self.trace_id = format(context.trace_id, "032x")
         self.span_id = format(context.span_id, "016x")
+
+    async def announce(self) -> None:
+        """Export the run's `send` span now, so its trace is filed under this project."""
+        if self._first is None:
+            return
+        tracer, exporter, lock = self._first
+        send = tracer.start_span(
+            "send",
+            context=set_span_in_context(self.span),
+            attributes=self._send_attributes,
+        )
+        send.end()
+
+        def export() -> None:
+            with lock:  # one exporter (one HTTP session) shared by the workers
+                exporter.export([send])
+
+        await asyncio.to_thread(export)
 
     def inject(self, headers: dict[str, str]) -> None:
         """Set `traceparent` (and `tracestate`, if any) to this span's context."""

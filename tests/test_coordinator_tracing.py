@@ -111,16 +111,24 @@ def test_cli_exports_run_spans_over_otlp_http(tmp_path: Path) -> None:
             ]
         )
     assert code == 0
-    spans: list[Any] = [
-        span
-        for message in received
+    arrivals: list[tuple[int, Any]] = [
+        (position, span)
+        for position, message in enumerate(received)
         for resource_spans in message.resource_spans
         for scope_spans in resource_spans.scope_spans
         for span in scope_spans.spans
     ]
+    spans = [span for _, span in arrivals if span.name == "experiment_run"]
     assert len(spans) == 4
     sent_span_ids = {headers["traceparent"].split("-")[2] for headers in seen}
     assert {span.span_id.hex() for span in spans} == sent_span_ids
+    # Each run's `send` span arrived on its own, before its run span: Phoenix files the trace
+    # under the project of its first span, so the endpoint's spans join the coordinator's.
+    run_arrival = {span.span_id: position for position, span in arrivals if span in spans}
+    sends = [(position, span) for position, span in arrivals if span.name == "send"]
+    assert sorted(span.parent_span_id.hex() for _, span in sends) == sorted(sent_span_ids)
+    for position, send in sends:
+        assert position < run_arrival[send.parent_span_id]
     resource = received[0].resource_spans[0].resource
     attributes = {a.key: a.value.string_value for a in resource.attributes}
     assert attributes["openinference.project.name"] == "trips"
