@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import validators
+import jsonschema_rs
 
 from coordinator.dataset import Row
 
@@ -166,14 +166,20 @@ def _json_schema(arg: str) -> Check:
         schema = json.loads(path.read_text(encoding="utf-8") if path.is_file() else arg)
     except json.JSONDecodeError as exc:
         raise EvaluatorError(f"--eval json_schema:{arg}: neither a file nor JSON ({exc})") from None
-    validator_class = validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    validator = validator_class(schema)
+    try:
+        validator = jsonschema_rs.validator_for(schema)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvaluatorError(
+            f"--eval json_schema:{arg}: not a valid JSON Schema ({first})"
+        ) from None
 
     def check(output: Any, row: Row, latency_ms: float | None) -> Verdict:
-        errors = sorted(validator.iter_errors(output), key=lambda e: list(e.absolute_path))
+        errors = sorted(
+            validator.iter_errors(output), key=lambda e: [str(p) for p in e.instance_path]
+        )
         where = "; ".join(
-            f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:3]
+            f"{'.'.join(map(str, e.instance_path)) or '(root)'}: {e.message}" for e in errors[:3]
         )
         return _verdict(not errors, where or None)
 

@@ -162,4 +162,4 @@ def test_a_schema_file_is_read(tmp_path: Path) -> None:
     schema.write_text('{"type": "object", "required": ["x"]}')
     verdict = parse(f"json_schema:{schema}")({}, {}, None)
     assert verdict.passed is False
-    assert verdict.explanation == "(root): 'x' is a required property"
+    assert verdict.explanation == '(root): "x" is a required property'
