@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.card import KEY_PLACEHOLDER, request_template
-from app.settings import PACKAGE_DIR
+from app.settings import agent_dir
 from tests.conftest import KEY
 from tests.processes import run_python
 
@@ -29,7 +29,7 @@ def test_the_card_has_every_field_of_the_form_and_no_key() -> None:
     assert printed["description"].startswith("Plans a short city trip")
     assert printed["url"] == "https://agent.example.com/invoke"
     assert printed["headers"] == [{"name": "Authorization", "value": f"Bearer {KEY_PLACEHOLDER}"}]
-    assert printed["input_schema"] == json.loads((PACKAGE_DIR / "input_schema.json").read_text())
+    assert printed["input_schema"] == json.loads((agent_dir() / "input_schema.json").read_text())
     assert "Cost optimized" in printed["presets"]
     assert printed["request_template"] == {
         "goal": "{{dataset.goal}}",

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from app.cli import main
-from app.settings import PACKAGE_DIR
+from app.settings import agent_dir
 from tests.processes import run_python
 
 
 def test_schema_prints_the_pasteable_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(
-        (PACKAGE_DIR / "input_schema.json").read_text()
+        (agent_dir() / "input_schema.json").read_text()
     )
 
 

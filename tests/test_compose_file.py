@@ -41,9 +41,12 @@ def test_watch_syncs_into_the_package_the_image_imports() -> None:
     venv = re.search(r"VIRTUAL_ENV=(\S+)", DOCKERFILE)
     assert venv is not None
     rules = COMPOSE["services"]["agent"]["develop"]["watch"]
-    sync = next(rule for rule in rules if rule["action"] == "sync+restart")
-    assert sync["target"] == f"{venv[1]}/lib/python{version[1]}/site-packages/app"
-    assert (ROOT / sync["path"] / "__init__.py").is_file()
+    syncs = [rule for rule in rules if rule["action"] == "sync+restart"]
+    site = f"{venv[1]}/lib/python{version[1]}/site-packages"
+    assert {rule["target"] for rule in syncs} == {f"{site}/agent", f"{site}/app"}
+    for sync in syncs:
+        assert sync["target"].endswith(sync["path"].removeprefix("./"))
+        assert (ROOT / sync["path"] / "__init__.py").is_file()
     rebuild = next(rule for rule in rules if rule["action"] == "rebuild")
     assert f"COPY {rebuild['path']} " in DOCKERFILE, "the rebuild rule watches what is copied"
 

@@ -32,7 +32,7 @@ def test_env_example_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -
     settings = Settings(_env_file=ROOT / ".env.example")
     settings.check_auth_configured()
     assert settings.timeout_seconds < 120
-    assert settings.entrypoint == "app.agent:run"
+    assert settings.entrypoint == "agent:run"
 
 
 def test_readme_curl_example_works() -> None:

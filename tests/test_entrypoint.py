@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from tests.conftest import make_settings
         ("tests.agents:echo", True),
         ("tests.agents:sync_echo", False),
         ("tests.agents:Tools.run", True),
-        ("app.agent:run", True),
+        ("agent:run", True),
     ],
 )
 def test_good_entrypoints_load(spec: str, is_async: bool) -> None:
@@ -80,3 +82,16 @@ def test_injected_agent_is_checked_too() -> None:
 
     with pytest.raises(AgentLoadError, match="must accept two positional arguments"):
         create_app(make_settings(), agent=wrong)  # type: ignore[arg-type]
+
+
+def test_the_old_entrypoint_still_loads_with_a_deprecation_warning() -> None:
+    """`app.agent:run` stays one release: the agent moved to the top-level `agent/` room."""
+    from agent import run  # noqa: PLC0415
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.modules.pop("app.agent", None)
+        loaded = load_agent("app.agent:run")
+    assert loaded.function is run
+    (warning,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert "AGENT_ENTRYPOINT=agent:run" in str(warning.message)

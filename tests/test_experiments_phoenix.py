@@ -85,7 +85,7 @@ def test_a_run_is_an_experiment_with_its_runs_traces_and_evaluations(
     dataset_name = f"trips-{uuid.uuid4().hex[:8]}"
     with served(
         tmp_path / "server.log",
-        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "app" / "input_schema.json"),
+        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "agent" / "input_schema.json"),
         AGENT_TRACE_PROJECT=endpoint_project,
         OTEL_EXPORTER_OTLP_ENDPOINT=phoenix.base_url,
     ) as url:
@@ -145,7 +145,7 @@ def test_a_run_is_an_experiment_with_its_runs_traces_and_evaluations(
         traces[span["context"]["trace_id"]].append(span)
     for example_id, result in results.items():
         trace = {span["name"]: span for span in traces[result["trace_id"]]}
-        request, root = trace["app.agent:run"], trace["experiment_run"]
+        request, root = trace["agent:run"], trace["experiment_run"]
         assert request["span_kind"] == "AGENT"
         assert request["parent_id"] == root["context"]["span_id"]
         assert request["attributes"]["metadata.run_id"] == result["run_id"]

@@ -11,7 +11,7 @@ import pytest
 
 from app.errors import ApiError
 from app.input_schema import InputSchema, SchemaFileError
-from app.settings import PACKAGE_DIR
+from app.settings import agent_dir
 from tests.agents import echo
 from tests.conftest import AUTH, METADATA, AppFactory, client_for
 
@@ -50,7 +50,7 @@ async def test_missing_required_field(client: httpx.AsyncClient) -> None:
 
 async def test_schema_route_serves_schema_and_presets(client: httpx.AsyncClient) -> None:
     document = (await client.get("/schema")).json()
-    on_disk = json.loads((PACKAGE_DIR / "input_schema.json").read_text())
+    on_disk = json.loads((agent_dir() / "input_schema.json").read_text())
     assert document["input_schema"] == on_disk
     assert document["presets"]["Production baseline"] == {
         "model": "claude-sonnet-4-5",
@@ -103,7 +103,7 @@ def test_preset_that_breaks_the_config_schema_is_refused(tmp_path: Path) -> None
     with pytest.raises(
         SchemaFileError, match=r"preset 'Bad' does not match.*\"many\" is not of type \"integer\""
     ):
-        InputSchema.from_files(PACKAGE_DIR / "input_schema.json", presets)
+        InputSchema.from_files(agent_dir() / "input_schema.json", presets)
 
 
 @pytest.mark.parametrize(

@@ -165,3 +165,24 @@ def test_the_record_says_what_happened() -> None:
 )
 def test_timestamps_are_rfc3339_in_utc(moment: datetime, text: str) -> None:
     assert rfc3339(moment) == text
+
+
+@pytest.mark.parametrize(
+    ("job", "label"),
+    [
+        (finished(JobStatus.SUCCEEDED, {"tool_calls": [{"name": "x"}]}), ("planned", 1.0)),
+        (finished(JobStatus.SUCCEEDED, {"final_response": "Which city?"}), ("asked", 0.5)),
+        (
+            finished(JobStatus.FAILED, error=JobError(type="agent_timeout", message="m")),
+            ("agent_timeout", 0.0),
+        ),
+    ],
+)
+def test_the_label_example_in_the_agent_room_makes_records_arize_accepts(
+    job: Job, label: tuple[str, float]
+) -> None:
+    from agent.labels import by_tool_calls  # noqa: PLC0415
+
+    assert by_tool_calls(job) == categorical(*label)
+    record = log_record(job, space_key="s", model_id="m", label=by_tool_calls)
+    parse_record(json.dumps(record))

@@ -21,7 +21,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "agent": "app.agent:run",
+        "agent": "agent:run",
         "in_flight": 0,
         "overdue": 0,
     }
@@ -126,7 +126,7 @@ def test_importing_the_module_builds_nothing() -> None:
     code = (
         "import app.main as m, sys; "
         "assert 'app' not in vars(m); "
-        "assert 'app.agent' not in sys.modules; print('ok')"
+        "assert 'agent' not in sys.modules; print('ok')"
     )
     result = run_python("-c", code)
     assert result.stdout.strip() == "ok", result.stderr

@@ -45,7 +45,7 @@ def test_framework_spans_land_in_the_callers_trace_with_the_run_ids(
     with served(
         tmp_path / "server.log",
         AGENT_ENTRYPOINT="examples.langgraph_agent:run",
-        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "app" / "input_schema.json"),
+        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "agent" / "input_schema.json"),
         AGENT_TRACE_PROJECT=project,
         **transport_env(phoenix, transport),
     ) as url:
@@ -95,7 +95,7 @@ def test_the_coordinators_run_spans_are_the_parents_of_the_request_spans(
     project = f"e2e-coordinator-{uuid.uuid4().hex[:8]}"
     with served(
         tmp_path / "server.log",
-        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "app" / "input_schema.json"),
+        AGENT_INPUT_SCHEMA_FILE=str(ROOT / "agent" / "input_schema.json"),
         AGENT_TRACE_PROJECT=project,
         OTEL_EXPORTER_OTLP_ENDPOINT=phoenix.base_url,
     ) as url:

@@ -228,6 +228,9 @@ def test_update_brings_in_template_changes_and_keeps_the_project(
         )
     )
     env_before = (project / ".env").read_bytes()
+    # The user's room: their agent and schema, edited after generation.
+    mine = "async def run(input, ctx):  # noqa: A002\n    return {'mine': True}\n"
+    (project / "agent" / "__init__.py").write_text(mine)
     git(project, "init", "--quiet")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "-m", "generated")
@@ -236,6 +239,14 @@ def test_update_brings_in_template_changes_and_keeps_the_project(
     example.write_text(
         example.read_text().replace("AGENT_MAX_CONCURRENCY=64", "AGENT_MAX_CONCURRENCY=65")
     )
+    # The template's own example agent and schema change too: the project's must not.
+    for name, old, new in (
+        ("__init__.py", '"tokyo"', '"kyoto"'),
+        ("input_schema.json", "What the agent should do", "Kyoto: what the agent does"),
+    ):
+        path = template / "agent" / name
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
     git(template, "commit", "--quiet", "--all", "-m", "a template change")
     run_update(
         project,
@@ -251,6 +262,8 @@ def test_update_brings_in_template_changes_and_keeps_the_project(
     assert "AGENT_PORT=8123" in updated
     assert 'name = "support-triage"' in (project / "pyproject.toml").read_text()
     assert (project / ".env").read_bytes() == env_before
+    assert (project / "agent" / "__init__.py").read_text() == mine
+    assert "Kyoto" not in (project / "agent" / "input_schema.json").read_text()
     changed = git(project, "status", "--porcelain").split("\n")
     assert sorted(line[3:] for line in changed if line) == [".copier/answers.yml", ".env.example"]
 
