@@ -27,6 +27,7 @@ RUN pip install --require-hashes --no-deps -r requirements/app.lock
 # Then the project itself, without its dependencies (installed above) and without build
 # isolation (setuptools is in the lock, so nothing is fetched unpinned).
 COPY pyproject.toml README.md ./
+COPY agent agent
 COPY app app
 COPY coordinator coordinator
 # Then compile every module, so the first request does not pay for it and the non-root user

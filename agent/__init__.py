@@ -1,8 +1,9 @@
-"""THE file you edit: your agent.
+"""THE file you edit: your agent. This folder, `agent/`, is yours: the input schema and presets
+beside it describe what the agent takes, and the template's `copier update` never touches it.
 
 The service calls `run(input, ctx)` once per dataset row:
 - `input` is the body you templated in Arize (the same dict whether Arize sent it flat or
-  wrapped), already checked against `app/input_schema.json`;
+  wrapped), already checked against `agent/input_schema.json`;
 - `ctx` carries `ctx.config` (`input["config"]`, filled by presets), `ctx.metadata` (Arize's ids),
   `ctx.logger`, `ctx.time_left()` and `ctx.cancelled`.
 Return anything JSON-serializable (a dict, a list, a pydantic model): Arize stores it verbatim.

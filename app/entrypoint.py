@@ -45,7 +45,7 @@ def load_callable(spec: str, variable: str) -> Any:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise AgentLoadError(
-            f"{variable}={spec!r} must look like 'module:function', e.g. 'app.agent:run'"
+            f"{variable}={spec!r} must look like 'module:function', e.g. 'agent:run'"
         )
     try:
         module = importlib.import_module(module_name)

@@ -6,6 +6,7 @@ environment variable is the field name upper-cased with the `AGENT_` prefix.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,16 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).parent
+
+
+def agent_dir() -> Path:
+    """The `agent/` package's folder (the user's room), found without importing it: the one in
+    the working directory first (`agent-endpoint` puts it on the path), else the installed one."""
+    spec = importlib.util.find_spec("agent")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path("agent")
+
 
 # Values people paste from docs and forget to change; refused as API keys.
 PLACEHOLDER_KEYS = frozenset({"changeme", "change-me", "changethis", "secret", "your-key", "xxx"})
@@ -43,15 +54,15 @@ class Settings(BaseSettings):
 
     # -- the agent
     entrypoint: str = Field(
-        default="app.agent:run",
+        default="agent:run",
         description="`module:function` of the agent, called as run(input, ctx).",
     )
     input_schema_file: Path = Field(
-        default=PACKAGE_DIR / "input_schema.json",
+        default_factory=lambda: agent_dir() / "input_schema.json",
         description="JSON Schema of the body Arize templates under `input`.",
     )
     presets_file: Path | None = Field(
-        default=PACKAGE_DIR / "presets.json",
+        default_factory=lambda: agent_dir() / "presets.json",
         description="Named request presets (config payloads) served with the schema.",
     )
     reject_placeholders: bool = Field(

@@ -1,7 +1,7 @@
 """A LangGraph tool-calling agent, traced with OpenInference, that runs offline.
 
 Serve it with `AGENT_ENTRYPOINT=examples.langgraph_agent:run`. It takes the same input as
-`app/input_schema.json`: `goal`, and optional `config.model` and `config.max_turns`.
+`agent/input_schema.json`: `goal`, and optional `config.model` and `config.max_turns`.
 
 The graph is the usual ReAct loop: the model node calls the chat model with the tools bound;
 when the answer asks for tools, the `tools` node (LangGraph's `ToolNode`) runs them and hands
