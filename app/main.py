@@ -122,7 +122,8 @@ def create_app(
     install_error_handlers(app, settings.invoke_path)
 
     authenticate = Authenticator(settings)
-    accept = Acceptance(settings, BodyLimit(settings.max_body_bytes), authenticate, schema)
+    body_limit = BodyLimit(settings.max_body_bytes, settings.body_timeout_seconds)
+    accept = Acceptance(settings, body_limit, authenticate, schema)
     invoke = invoke_handler(settings, accept=accept, runner=runner, redact=redact, tracing=tracing)
     # The invoke route is served by a plain Starlette route: FastAPI's request handling
     # (dependency solving, response validation) would run on every request for a handler
