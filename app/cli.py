@@ -118,7 +118,14 @@ def _serve(
 
     from app.logs import configure_logging  # noqa: PLC0415
     from app.main import create_app  # noqa: PLC0415
-    from app.server_limits import LimitedHttpToolsProtocol, ServerLimits  # noqa: PLC0415
+
+    try:
+        from app.server_limits import LimitedHttpToolsProtocol, ServerLimits  # noqa: PLC0415
+    except ImportError as exc:  # httptools comes with uvicorn[standard]
+        raise SettingsError(
+            f"agent-endpoint serve runs uvicorn's httptools parser with its limits ({exc}); "
+            "install it: pip install 'uvicorn[standard]'"
+        ) from None
 
     configure_logging(settings, uvicorn_loggers=True)
     # Build once up front so a bad configuration fails here, with one readable line.

@@ -193,6 +193,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         super()._start_asgi_task(cycle, _AnswerCancelled(app, cycle, self.config))
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request httptools cannot parse, in the project's JSON shape
+        (uvicorn has logged it already)."""
+        message = f"{msg.rstrip('.')}: not a valid HTTP/1.1 request"
+        self._refuse(_Refusal(400, "invalid_http", message), quiet=True)
+
     # -- the limits
 
     def _count(self, size: int, *, headers: int) -> None:
@@ -265,14 +271,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         oldest.transport.close()
         return True
 
-    def _refuse(self, refusal: _Refusal) -> None:
+    def _refuse(self, refusal: _Refusal, *, quiet: bool = False) -> None:
         """Answer in the project's JSON error shape, then close the connection."""
         self._refusal = refusal
         self._stop_header_timer()
         self._waiting_since = None
         if self.transport.is_closing():
             return
-        log.info("refused a connection from %s: %s", _peer(self.client), refusal.message)
+        if not quiet:
+            log.info("refused a connection from %s: %s", _peer(self.client), refusal.message)
         body = error_body(refusal.error_type, refusal.message)
         head = [STATUS_LINE[refusal.status]]
         head += [

@@ -233,3 +233,10 @@ def test_the_cap_is_lowered_to_fit_the_fd_limit(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (256, 4096))
     assert connection_cap(1000) == 192
     assert connection_cap(100) == 100
+
+
+def test_an_unparsable_request_gets_a_json_400(app: ASGIApp) -> None:
+    with limited_server(app) as server, connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n")
+        status, error = refusal(read_to_end(sock))
+    assert (status, error["type"]) == (400, "invalid_http")
