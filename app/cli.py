@@ -13,11 +13,14 @@ never imports them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import cast
 
 from app.card import CardError, build_card
 from app.entrypoint import AgentLoadError
@@ -118,13 +121,25 @@ def _serve(
     from app.main import create_app  # noqa: PLC0415
 
     mask_standard_streams(settings.secret_values())  # the agent's print too
+    try:
+        from app.server_limits import LimitedHttpToolsProtocol, ServerLimits  # noqa: PLC0415
+    except ImportError as exc:  # httptools comes with uvicorn[standard]
+        raise SettingsError(
+            f"agent-endpoint serve runs uvicorn's httptools parser with its limits ({exc}); "
+            "install it: pip install 'uvicorn[standard]'"
+        ) from None
+
     configure_logging(settings, uvicorn_loggers=True)
     # Build once up front so a bad configuration fails here, with one readable line.
     application = create_app(settings)
     processes = workers or settings.workers
     target = "app.main:app" if processes > 1 or reload else application
+    # Header size, count and time limits and a connection cap (app/server_limits.py); a
+    # partial, not a class, so the limits reach worker processes too.
+    protocol = partial(LimitedHttpToolsProtocol, limits=ServerLimits.from_settings(settings))
     uvicorn.run(
         target,
+        http=cast("type[asyncio.Protocol]", protocol),
         host=host or settings.host,
         port=port or settings.port,
         workers=processes,
@@ -133,7 +148,8 @@ def _serve(
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         reload=reload,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        # Seconds, fractions and 0 (no wait) included: uvicorn hands it to asyncio.wait_for.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's loggers propagate to ours (text or JSON, with trace ids)
     )

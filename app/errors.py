@@ -60,6 +60,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+def error_body(error_type: str, message: str, run_id: str | None = None) -> bytes:
+    """The one error shape, encoded (the HTTP server writes it without the app too)."""
+    body = {"error": {"type": error_type, "message": bounded(message), "run_id": run_id}}
+    return json.dumps(body).encode()
+
+
 def error_response(
     status_code: int,
     error_type: str,
@@ -68,9 +74,8 @@ def error_response(
     run_id: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = {"error": {"type": error_type, "message": bounded(message), "run_id": run_id}}
     return Response(
-        json.dumps(body).encode(),
+        error_body(error_type, message, run_id),
         status_code=status_code,
         media_type="application/json",
         headers=dict(headers or {}),
@@ -88,6 +93,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "The body is empty or not JSON.",
         401: "Missing or wrong credentials.",
+        408: "The body did not arrive within AGENT_BODY_TIMEOUT_SECONDS.",
         413: "The body is larger than AGENT_MAX_BODY_BYTES.",
         415: "The body is not declared as JSON.",
         409: "The run id or Idempotency-Key was used before with a different input.",

@@ -19,6 +19,22 @@ from app.tracing import current_run_id
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "message", "trace_id", "span_id", "run_id")
 
+# Line breaks and terminal control characters, as Python escapes them; tabs stay.
+_CONTROL = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+ESCAPES = {code: repr(chr(code))[1:-1] for code in _CONTROL if code != 0x09}
+
+
+class OneLineFormatter(logging.Formatter):
+    """The text format with control characters escaped: one line per record.
+
+    A run id, an agent-logged value or a traceback holding a newline or an escape sequence
+    cannot start a forged log line or repaint the terminal; `\\n` marks where it broke.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return line if line.isprintable() else line.translate(ESCAPES)
+
 
 class TraceContext(logging.Filter):
     """Adds trace_id, span_id and run_id to every record (empty strings outside a request)."""
@@ -46,7 +62,7 @@ def handler_for(settings: Settings) -> logging.Handler:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(OneLineFormatter(TEXT_FORMAT))
     return handler
 
 

@@ -134,7 +134,8 @@ def create_app(
     install_error_handlers(app, settings.invoke_path)
 
     authenticate = Authenticator(settings)
-    accept = Acceptance(settings, BodyLimit(settings.max_body_bytes), authenticate, schema)
+    body_limit = BodyLimit(settings.max_body_bytes, settings.body_timeout_seconds)
+    accept = Acceptance(settings, body_limit, authenticate, schema)
     invoke = invoke_handler(
         settings,
         accept=accept,

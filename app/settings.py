@@ -107,7 +107,37 @@ class Settings(BaseSettings):
     )
     sync_threads: int = Field(default=64, gt=0, description="Thread pool size for sync agents.")
     shutdown_grace_seconds: float = Field(
-        default=30.0, ge=0, description="How long shutdown waits for in-flight requests."
+        default=30.0,
+        ge=0,
+        description="How long shutdown waits for in-flight requests (0: not at all); those "
+        "still running then are cancelled and answered 503 `shutting_down`.",
+    )
+
+    # -- the HTTP server (`agent-endpoint serve`; app/server_limits.py)
+    max_header_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Request line and headers, in bytes, before 431 and a closed connection.",
+    )
+    max_headers: int = Field(default=100, ge=8, description="Header fields per request before 431.")
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time from a connection's first byte (or its opening) to the end of the "
+        "headers; past it 408 and the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time to read a request body on the invoke routes before 408 (a lying "
+        "Content-Length cannot hold a connection).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections per server process (lowered to fit `ulimit -n`); past it "
+        "the connection idle or slowest sending its headers the longest is closed, or the new "
+        "one refused with 503 when every connection has a request running.",
     )
 
     # -- retried rows run once (app/idempotency.py)
