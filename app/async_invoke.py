@@ -65,7 +65,8 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
                     "raise AGENT_JOB_QUEUE_SIZE / AGENT_JOB_CONCURRENCY",
                     run_id,
                 ) from None
-            status_url = f"{str(request.base_url).rstrip('/')}/jobs/{job.job_id}"
+            base = jobs.public_url or str(request.base_url).rstrip("/")
+            status_url = f"{base}/jobs/{job.job_id}"
             answer = {"job_id": job.job_id, "run_id": run_id, "status_url": status_url}
             response = submitted_response(answer, status_url, request, jobs.async_status)
             trace.record_output(bytes(response.body), response.status_code)

@@ -71,6 +71,9 @@ class Jobs:
         self.span_name = span_name
         self.retention_seconds = settings.job_retention_seconds
         self.async_status = settings.async_status
+        # Where callers reach the service (AGENT_PUBLIC_URL): status URLs are built on it, not
+        # on a Host header anyone can send.
+        self.public_url = settings.public_url
         self._push_target = settings.push_target
         self._pushes = pushes or ResultPushes(store, None)
         self._grace = settings.job_grace_seconds

@@ -602,3 +602,31 @@ async def wait_status(
     while (await client.get(status_url, headers=AUTH)).json()["status"] != status:
         assert time.monotonic() < deadline, f"job never {status}"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [
+        ("https://agent.example.com/", "https://agent.example.com/jobs/"),
+        ("https://example.com/agent", "https://example.com/agent/jobs/"),
+        (None, "http://attacker.example/jobs/"),  # without it, the Host header decides
+    ],
+)
+async def test_the_status_url_is_built_on_the_public_url_when_one_is_set(
+    public_url: str | None, expected: str
+) -> None:
+    app = create_app(make_settings(public_url=public_url), agent=answer)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/invoke/async", json=envelope(), headers={**AUTH, "Host": "attacker.example"}
+        )
+        await wait_finished(client, response.json()["status_url"].replace(expected, "/jobs/"))
+    assert response.status_code == 200, response.text
+    assert response.json()["status_url"].startswith(expected)
+    assert response.headers["location"] == response.json()["status_url"]
+
+
+def test_a_public_url_that_is_not_absolute_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="AGENT_PUBLIC_URL must be an absolute http"):
+        make_settings(public_url="agent.example.com")
