@@ -53,7 +53,8 @@ def submit_handler(accept: Acceptance, tracing: Tracing, jobs: Jobs) -> Handler:
         try:
             accept.check_input(envelope, body, trace)
             # The job continues the trace from the submission's own span.
-            job = jobs.new(envelope.input, metadata, trace_headers())
+            submitter = accept.authenticate.key_fingerprint(request)
+            job = jobs.new(envelope.input, metadata, trace_headers(), submitter)
             try:
                 await jobs.submit(job)
             except JobStoreUnavailableError as exc:
@@ -136,7 +137,7 @@ def status_handler(
             job = await jobs.store.get(job_id)
         except JobStoreUnavailableError as exc:
             raise _store_unavailable(exc, None) from None
-        if job is None:
+        if job is None or not jobs.may_access(job, authenticate.key_fingerprint(request)):
             return _not_found(job_id, jobs)
         return Response(job.view().model_dump_json().encode(), media_type="application/json")
 
@@ -149,7 +150,7 @@ def cancel_handler(
     async def cancel(request: Request, job_id: str) -> Response:
         authenticate(request)
         try:
-            job, changed = await jobs.cancel(job_id)
+            job, changed = await jobs.cancel(job_id, authenticate.key_fingerprint(request))
         except JobStoreUnavailableError as exc:
             raise _store_unavailable(exc, None) from None
         if job is None:
@@ -167,12 +168,10 @@ def cancel_handler(
 
 
 def _not_found(job_id: str, jobs: Jobs) -> Response:
-    return error_response(
-        404,
-        "job_not_found",
-        f"no job {job_id!r}: the id is wrong, or the job ended more than "
-        f"AGENT_JOB_RETENTION_SECONDS={jobs.retention_seconds:g} s ago",
-    )
+    why = f"ended more than AGENT_JOB_RETENTION_SECONDS={jobs.retention_seconds:g} s ago"
+    if jobs.access == "submitter":
+        why += ", or was submitted with another API key (AGENT_JOB_ACCESS=submitter)"
+    return error_response(404, "job_not_found", f"no job {job_id!r}: the id is wrong, or it {why}")
 
 
 def _store_unavailable(exc: JobStoreUnavailableError, run_id: str | None) -> ApiError:

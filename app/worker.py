@@ -6,10 +6,12 @@ thread pool of `AGENT_SYNC_THREADS`. Start as many workers, on as many machines,
 needs; they share the queue. On SIGTERM or Ctrl-C a worker stops taking jobs and gives the
 running ones `AGENT_JOB_GRACE_SECONDS` to finish; a job it could not finish (or any job of a
 worker that died) runs again on another worker after `AGENT_JOB_HEARTBEAT_SECONDS`.
+Beside the jobs, a thread sweeps for jobs left running with no live run (`app/job_sweep.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -20,10 +22,11 @@ import dramatiq
 from app.entrypoint import load_agent
 from app.job_broker import QUEUE, build_broker, job_actor
 from app.job_runner import JobRunner
+from app.job_sweep import Sweeper
 from app.jobs import job_agent_runner
 from app.logs import configure_logging
 from app.redaction import Redactor
-from app.redis_jobs import redis_store
+from app.redis_jobs import redis_store, unavailable_on_error
 from app.result_push import build_pusher
 from app.settings import Settings, SettingsError
 from app.tracing import Tracing
@@ -53,7 +56,7 @@ def run_worker(settings: Settings) -> int:
         redact=redact,
     )
     broker = build_broker(settings)
-    job_actor(broker, job_runner.run)
+    actor = job_actor(broker, job_runner.run)
     broker.emit_after("process_boot")  # what dramatiq's own CLI does; TimeLimit needs it
     worker = dramatiq.Worker(broker, queues={QUEUE}, worker_threads=settings.job_concurrency)
     # Take no more jobs than can start: a job waiting in this worker's prefetch would wait
@@ -69,13 +72,40 @@ def run_worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    sweeping = threading.Event()
+    sweep = threading.Thread(
+        target=asyncio.run, args=(_sweep(settings, actor, sweeping),), name="job-sweep"
+    )
+    sweep.start()
     log.info(
         "worker ready: agent %s, %d job(s) at once, queue %s",
         agent.name, settings.job_concurrency, QUEUE,
     )  # fmt: skip
     stop.wait()
+    sweeping.set()
+    sweep.join()
     worker.stop(timeout=int(settings.job_grace_seconds * 1000))
     broker.close()
     tracing.close()
     log.info("worker stopped")
     return 0
+
+
+async def _sweep(
+    settings: Settings, actor: dramatiq.Actor[[str], None], stopping: threading.Event
+) -> None:
+    """The sweep (`app/job_sweep.py`) every AGENT_JOB_HEARTBEAT_SECONDS, on a loop and a
+    store of its own, until `stopping` is set."""
+    store = redis_store(settings)
+
+    async def enqueue(job_id: str) -> None:
+        with unavailable_on_error():
+            await asyncio.to_thread(actor.send, job_id)  # redis-py's client blocks
+
+    sweeper = Sweeper(store, enqueue, settings.job_heartbeat_seconds)
+    try:
+        while not stopping.is_set():
+            await sweeper.sweep_quietly()
+            await asyncio.to_thread(stopping.wait, sweeper.period)
+    finally:
+        await store.close()

@@ -70,11 +70,39 @@ async def test_finished_jobs_are_forgotten_after_the_retention(store: JobStore) 
 
 @pytest.mark.anyio
 async def test_the_first_push_claim_wins_until_it_lapses(store: JobStore) -> None:
-    assert await store.claim_push("a")
-    assert not await store.claim_push("a")
-    assert await store.claim_push("b")
+    assert await store.claim_push("a", "run-1")
+    assert await store.claim_push("a", "run-1")  # its own claim again: a retried call
+    assert not await store.claim_push("a", "run-2")
+    assert await store.claim_push("b", "run-2")
     await asyncio.sleep(1.1)  # Redis counts expiry in whole seconds (at least 1)
-    assert await store.claim_push("a")  # the claimer died: another run may push
+    assert await store.claim_push("a", "run-2")  # the claimer died: another run may push
+
+
+@pytest.mark.anyio
+async def test_one_run_holds_a_job_until_its_lease_lapses(store: JobStore) -> None:
+    assert await store.hold("a", "run-1", 0.3)
+    assert await store.held("a")
+    assert not await store.hold("a", "run-2", 0.3)
+    assert await store.renew("a", "run-1", 0.3)
+    assert not await store.renew("a", "run-2", 0.3)
+    assert await store.running_jobs() == ["a"]
+    deadline = asyncio.get_running_loop().time() + 5
+    while await store.held("a"):  # run-1 stops renewing: its lease lapses
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert await store.hold("a", "run-2", 30)  # taken over
+    await store.release("a", "run-1", done=True)  # a stale run's release changes nothing
+    assert await store.held("a")
+    assert await store.running_jobs() == ["a"]
+    await store.release("a", "run-2", done=False)  # cut short: listed still, for the sweep
+    assert not await store.held("a")
+    assert await store.running_jobs() == ["a"]
+    assert await store.unlist("a")
+    assert not await store.unlist("a")  # one sweeper wins
+    await store.relist("a")
+    assert await store.hold("a", "run-3", 30)
+    await store.release("a", "run-3", done=True)
+    assert await store.running_jobs() == []
 
 
 def cancel(stored: Job) -> Job | None:

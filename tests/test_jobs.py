@@ -27,7 +27,7 @@ from app.job import Job
 from app.main import create_app
 from app.result_push import SIGNATURE_HEADER, signature
 from coordinator.log_api import LogStore, create_log_api
-from tests.conftest import AUTH, KEY, METADATA, client_for, envelope, make_settings
+from tests.conftest import AUTH, KEY, METADATA, OLD_KEY, client_for, envelope, make_settings
 from tests.live import free_port, live_server
 from tests.processes import ROOT
 from tests.servers import served
@@ -630,3 +630,40 @@ async def test_the_status_url_is_built_on_the_public_url_when_one_is_set(
 def test_a_public_url_that_is_not_absolute_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="AGENT_PUBLIC_URL must be an absolute http"):
         make_settings(public_url="agent.example.com")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("access", ["any", "submitter"])
+async def test_who_may_read_and_cancel_a_job_follows_agent_job_access(access: str) -> None:
+    """Two keys configured (a rotation); the job is submitted with one, read with the other."""
+    release = asyncio.Event()
+
+    async def gated(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+        await release.wait()
+        return "released"
+
+    settings = make_settings(api_keys=[KEY, OLD_KEY], job_access=access)
+    app = create_app(settings, agent=gated)
+    other = {"Authorization": f"Bearer {OLD_KEY}"}
+    async with client_for(app) as client:
+        accepted = await submit(client)
+        stored = await app.state.jobs.jobs.store.get(accepted["job_id"])
+        read_by_other = await client.get(accepted["status_url"], headers=other)
+        cancelled_by_other = await client.delete(accepted["status_url"], headers=other)
+        read_by_submitter = await client.get(accepted["status_url"], headers=AUTH)
+        release.set()
+        await wait_finished(client, accepted["status_url"])
+    assert stored is not None
+    assert stored.submitter is not None
+    assert KEY not in stored.model_dump_json()  # a hash of the key, never the key
+    assert "submitter" not in read_by_submitter.json()
+    assert read_by_submitter.status_code == 200
+    if access == "any":
+        assert read_by_other.status_code == 200
+        assert cancelled_by_other.status_code == 200
+        assert cancelled_by_other.json()["status"] == "cancelled"
+    else:
+        for refused in (read_by_other, cancelled_by_other):
+            assert refused.status_code == 404, refused.text
+            assert "AGENT_JOB_ACCESS=submitter" in refused.json()["error"]["message"]
+        assert read_by_submitter.json()["status"] in {"queued", "running"}  # not cancelled

@@ -375,3 +375,120 @@ async def test_a_queued_and_a_running_job_are_cancelled_across_processes(
             "score": 0.0,
         }
     assert again.status_code == 409
+
+
+OUTAGE_SECONDS = 10.0  # the scenario: Redis away this long while jobs run
+
+
+async def wait_all_pushed(
+    client: httpx.AsyncClient, urls: list[str], limit: float
+) -> list[dict[str, Any]]:
+    """Every job finished and its push settled; 503s (Redis coming back) are waited through.
+
+    The assertion on the deadline lists the jobs still open, with their status and push."""
+    deadline = time.monotonic() + limit
+    done: dict[str, dict[str, Any]] = {}
+    seen: dict[str, str] = {}  # the last status and push seen of each job still open
+    while True:
+        for url in urls:
+            if url in done:
+                continue
+            response = await client.get(url, headers=AUTH)
+            if response.status_code == 503:
+                seen[url] = "503"
+                continue
+            assert response.status_code == 200, response.text
+            job = response.json()
+            seen[url] = f"{job['status']}/push {job['push']['status']}"
+            if job["status"] in {"succeeded", "failed", "cancelled"} and (
+                job["push"]["status"] != "pending"
+            ):
+                done[url] = job
+        if len(done) == len(urls):
+            return [done[url] for url in urls]
+        still = {url.rsplit("/", 1)[-1]: seen[url] for url in urls if url not in done}
+        assert time.monotonic() < deadline, f"{len(still)} of {len(urls)} jobs open: {still}"
+        await asyncio.sleep(0.2)
+
+
+async def wait_running(client: httpx.AsyncClient, urls: list[str], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        statuses = [(await status_of(client, url))["status"] for url in urls]
+        if all(status == "running" for status in statuses):
+            return
+        assert time.monotonic() < deadline, f"not all running: {statuses}"
+        await asyncio.sleep(0.05)
+
+
+def assert_pushed_once(store: LogStore, run_ids: list[str]) -> None:
+    pushed = sorted(str(record["prediction_id"]) for record in store.records)
+    missing = sorted(set(run_ids) - set(pushed))
+    doubled = sorted({run_id for run_id in pushed if pushed.count(run_id) > 1})
+    assert (missing, doubled) == ([], []), (
+        f"{len(missing)} of {len(run_ids)} never pushed, {len(doubled)} pushed twice"
+    )
+    assert store.answers == [200] * len(run_ids)
+
+
+@pytest.mark.anyio
+async def test_jobs_running_through_a_redis_outage_finish_and_are_pushed_once(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    """Redis stops for 10 s under two live workers: jobs whose agent ends during the outage
+    and jobs that end after it all finish and are pushed, once each."""
+    url, store = log_api
+    env = job_env(redis_server, url, AGENT_JOB_CONCURRENCY="4")
+    durations = [2, 2, 3, 3, 14, 16]  # four end while Redis is away, two after it is back
+    run_ids = [f"run-out-{n}" for n in range(len(durations))]
+    with ExitStack() as stack:
+        for n in (1, 2):
+            stack.enter_context(worker(env, tmp_path / f"worker{n}.log"))
+        async with client_for(api_app(env)) as client:
+            urls = [
+                await submit(client, body(f"city {n}", run_id, seconds=seconds))
+                for n, (run_id, seconds) in enumerate(zip(run_ids, durations, strict=True))
+            ]
+            await wait_running(client, urls, READY_TIMEOUT)
+            redis_server.stop()
+            await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for a result
+            redis_server.start()  # same port, same append-only file
+            done = await wait_all_pushed(client, urls, limit=90)
+    assert [job["status"] for job in done] == ["succeeded"] * len(durations)
+    assert_pushed_once(store, run_ids)
+
+
+@pytest.mark.anyio
+async def test_jobs_survive_redis_restarts_under_two_live_workers(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    """80 short jobs; Redis restarts twice while the workers take and finish them."""
+    url, store = log_api
+    env = job_env(redis_server, url, AGENT_JOB_CONCURRENCY="8")
+    count = 80
+    run_ids = [f"run-re-{n}" for n in range(count)]
+    with ExitStack() as stack:
+        for n in (1, 2):
+            stack.enter_context(worker(env, tmp_path / f"worker{n}.log"))
+        async with client_for(api_app(env)) as client:
+            urls = [
+                await submit(client, body(f"row {n}", run_id, seconds=0.3 + (n % 7) * 0.2))
+                for n, run_id in enumerate(run_ids)
+            ]
+            for _ in range(2):
+                await wait_some_running(client, urls)
+                redis_server.restart()
+            done = await wait_all_pushed(client, urls, limit=120)
+    assert [job["status"] for job in done] == ["succeeded"] * count
+    assert_pushed_once(store, run_ids)
+
+
+async def wait_some_running(client: httpx.AsyncClient, urls: list[str]) -> None:
+    """Until a job is running: the restart that follows hits live runs."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        for url in urls:
+            response = await client.get(url, headers=AUTH)
+            if response.status_code == 200 and response.json()["status"] == "running":
+                return
+        assert time.monotonic() < deadline, "no job ever ran"
