@@ -20,9 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 from fastapi import FastAPI
 
+from app.job import Job, JobStatus
+from app.job_broker import NAMESPACE
 from app.main import create_app
+from app.redis_jobs import redis_store
 from coordinator.log_api import LogStore, create_log_api
 from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
 from tests.live import live_server
@@ -492,3 +496,52 @@ async def wait_some_running(client: httpx.AsyncClient, urls: list[str]) -> None:
             if response.status_code == 200 and response.json()["status"] == "running":
                 return
         assert time.monotonic() < deadline, "no job ever ran"
+
+
+@pytest.mark.anyio
+async def test_the_sweep_finishes_jobs_left_running_with_no_message(
+    redis_server: RedisServer, log_api: tuple[str, LogStore], tmp_path: Path
+) -> None:
+    """Two jobs whose run is gone and whose message is gone too (as after a dead-lettering):
+    one left running, one left with its result recorded but not pushed. The workers' sweep
+    runs the first again and only pushes the second."""
+    url, store = log_api
+    env = job_env(redis_server, url)
+    async with client_for(api_app(env)) as client:
+        left_url = await submit(client, body("Quito", "run-left"))
+        recorded_url = await submit(client, body("Lima", "run-recorded"))
+    jobs = redis_store(make_settings(**api_settings(env)))
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await raw.delete(f"{NAMESPACE}:queue:agent-jobs", f"{NAMESPACE}:queue:agent-jobs.msgs")
+        for status_url, change in ((left_url, left_running), (recorded_url, left_recorded)):
+            job_id = status_url.rsplit("/", 1)[-1]
+            assert (await jobs.update(job_id, change)).changed
+            assert await jobs.hold(job_id, "a-dead-run", 0.5)  # never renewed
+    finally:
+        await raw.aclose()
+        await jobs.close()
+    async with client_for(api_app(env)) as client:
+        with worker(env, tmp_path / "worker.log"):
+            left, recorded = await wait_all_pushed(client, [left_url, recorded_url], limit=60)
+    assert left["status"] == "succeeded"
+    assert left["attempts"] == 2  # the lost run, then the sweep's
+    assert recorded["result"] == "recorded before the run was lost"
+    assert recorded["attempts"] == 1  # pushed, not run again
+    assert_pushed_once(store, ["run-left", "run-recorded"])
+    assert (tmp_path / "worker.log").read_text().count("queued again") == 2
+
+
+def left_running(job: Job) -> Job:
+    job.status, job.started_at, job.attempts = JobStatus.RUNNING, job.submitted_at, 1
+    return job
+
+
+def left_recorded(job: Job) -> Job:
+    left_running(job)
+    job.status, job.result, job.finished_at = (
+        JobStatus.SUCCEEDED,
+        "recorded before the run was lost",
+        job.submitted_at,
+    )
+    return job
