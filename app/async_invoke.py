@@ -169,6 +169,8 @@ def cancel_handler(
 
 def _not_found(job_id: str, jobs: Jobs) -> Response:
     why = f"ended more than AGENT_JOB_RETENTION_SECONDS={jobs.retention_seconds:g} s ago"
+    if jobs.max_jobs is not None:
+        why += f", or was among the oldest past AGENT_JOB_STORE_MAX_JOBS={jobs.max_jobs}"
     if jobs.access == "submitter":
         why += ", or was submitted with another API key (AGENT_JOB_ACCESS=submitter)"
     return error_response(404, "job_not_found", f"no job {job_id!r}: the id is wrong, or it {why}")

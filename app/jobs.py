@@ -73,6 +73,8 @@ class Jobs:
         self.retention_seconds = settings.job_retention_seconds
         self.async_status = settings.async_status
         self.access = settings.job_access
+        # The embedded store forgets the oldest finished jobs past this many (404 says so).
+        self.max_jobs = settings.job_store_max_jobs if settings.jobs_mode == "local" else None
         # Where callers reach the service (AGENT_PUBLIC_URL): status URLs are built on it, not
         # on a Host header anyone can send.
         self.public_url = settings.public_url

@@ -667,3 +667,41 @@ async def test_who_may_read_and_cancel_a_job_follows_agent_job_access(access: st
             assert refused.status_code == 404, refused.text
             assert "AGENT_JOB_ACCESS=submitter" in refused.json()["error"]["message"]
         assert read_by_submitter.json()["status"] in {"queued", "running"}  # not cancelled
+
+
+@pytest.mark.anyio
+async def test_the_embedded_store_keeps_finished_jobs_within_its_bounds() -> None:
+    """Three finished jobs and 3,000 bytes at most: the two oldest of five are forgotten, the
+    oldest kept loses its result (and says which setting dropped it); the running job, older
+    than all of them, is never touched."""
+    release = asyncio.Event()
+
+    async def big(input: dict[str, Any], ctx: Any) -> dict[str, Any]:  # noqa: A002
+        if input["goal"] == "hold":
+            await release.wait()
+        return {"answer": "x" * 1000}
+
+    settings = make_settings(job_concurrency=2, job_store_max_jobs=3, job_store_max_bytes=3000)
+    async with client_for(create_app(settings, agent=big)) as client:
+        held = await client.post("/invoke/async", json=envelope("hold"), headers=AUTH)
+        urls = []
+        for n in range(5):
+            response = await client.post("/invoke/async", json=envelope(f"row {n}"), headers=AUTH)
+            urls.append(response.json()["status_url"])
+            await wait_finished(client, urls[-1])
+        views = [await client.get(url, headers=AUTH) for url in urls]
+        running = await client.get(held.json()["status_url"], headers=AUTH)
+        release.set()
+    assert [view.status_code for view in views] == [404, 404, 200, 200, 200]
+    assert "AGENT_JOB_STORE_MAX_JOBS=3" in views[0].json()["error"]["message"]
+    dropped, *kept = (view.json() for view in views[2:])
+    assert dropped["status"] == "succeeded"
+    assert dropped["push"]["status"] == "off"
+    assert dropped["result"] is None
+    assert dropped["result_dropped"] is True
+    assert "AGENT_JOB_STORE_MAX_BYTES=3000" in dropped["note"]
+    for job in kept:
+        assert job["result"] == {"answer": "x" * 1000}
+        assert job["result_dropped"] is False
+    assert running.status_code == 200
+    assert running.json()["status"] == "running"
