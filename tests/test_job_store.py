@@ -20,6 +20,7 @@ from app.redaction import Redactor
 from app.redis_jobs import RedisJobStore
 from app.result_push import ResultPusher, WebhookTarget
 from tests.live import live_server
+from tests.patience import scaled
 from tests.redis_server import RedisServer
 
 RETENTION = 1.0
@@ -105,7 +106,7 @@ async def test_one_run_holds_a_job_until_its_lease_lapses(store: JobStore) -> No
     assert await store.renew("a", "run-1", 0.3)
     assert not await store.renew("a", "run-2", 0.3)
     assert await store.running_jobs() == ["a"]
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + scaled(5)
     while await store.held("a"):  # run-1 stops renewing: its lease lapses
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
@@ -207,7 +208,7 @@ async def test_two_runs_of_one_finished_job_push_it_once(lasting_store: JobStore
             first = asyncio.create_task(
                 ResultPushes(lasting_store, pushers[0]).push(finished.model_copy())
             )
-            deadline = asyncio.get_running_loop().time() + 10
+            deadline = asyncio.get_running_loop().time() + scaled(10)
             while not received:
                 assert asyncio.get_running_loop().time() < deadline, "the first push never came"
                 await asyncio.sleep(0.01)
@@ -215,7 +216,7 @@ async def test_two_runs_of_one_finished_job_push_it_once(lasting_store: JobStore
                 ResultPushes(lasting_store, pushers[1]).push(finished.model_copy())
             )
             release.set()
-            await asyncio.wait_for(asyncio.gather(first, second), 30)
+            await asyncio.wait_for(asyncio.gather(first, second), scaled(30))
         finally:
             release.set()
             for pusher in pushers:

@@ -29,6 +29,7 @@ from app.result_push import SIGNATURE_HEADER, signature
 from coordinator.log_api import LogStore, create_log_api
 from tests.conftest import AUTH, KEY, METADATA, OLD_KEY, client_for, envelope, make_settings
 from tests.live import free_port, live_server
+from tests.patience import scaled
 from tests.processes import ROOT
 from tests.servers import served
 
@@ -73,7 +74,7 @@ def arize_push(url: str, **overrides: Any) -> dict[str, Any]:
 async def wait_finished(
     client: httpx.AsyncClient, status_url: str, limit: float = 10.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while True:
         response = await client.get(status_url, headers=AUTH)
         assert response.status_code == 200, response.text
@@ -135,7 +136,7 @@ async def test_the_status_moves_from_queued_to_running_to_succeeded() -> None:
     async with client_for(app) as client:
         first = await submit(client)
         second = await submit(client)  # waits behind the first: one job at a time
-        await asyncio.sleep(0.05)
+        await wait_status(client, first["status_url"], "running")
         for accepted in (first, second):
             response = await client.get(accepted["status_url"], headers=AUTH)
             seen.append(response.json()["status"])
@@ -391,8 +392,8 @@ async def test_a_full_queue_answers_503_with_retry_after() -> None:
 
     app = create_app(make_settings(job_concurrency=1, job_queue_size=1), agent=gated)
     async with client_for(app) as client:
-        await submit(client)
-        await asyncio.sleep(0.05)  # the first is running, the queue is empty
+        first = await submit(client)
+        await wait_status(client, first["status_url"], "running")  # so the queue is empty
         await submit(client)  # waits in the queue
         refused = await client.post("/invoke/async", json=envelope(), headers=AUTH)
         release.set()
@@ -424,7 +425,7 @@ async def test_jobs_past_the_grace_period_are_cancelled_and_said_lost(
     started = time.monotonic()
     async with client_for(create_app(make_settings(job_grace_seconds=0.2), agent=slow)) as client:
         await submit(client)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
     assert "1 job(s) still queued or running after AGENT_JOB_GRACE_SECONDS=0.2" in caplog.text
 
 
@@ -598,7 +599,7 @@ async def test_a_finished_job_is_not_cancelled() -> None:
 async def wait_status(
     client: httpx.AsyncClient, status_url: str, status: str, limit: float = 10.0
 ) -> None:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while (await client.get(status_url, headers=AUTH)).json()["status"] != status:
         assert time.monotonic() < deadline, f"job never {status}"
         await asyncio.sleep(0.02)

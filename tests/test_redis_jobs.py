@@ -31,6 +31,7 @@ from coordinator.log_api import LogStore, create_log_api
 from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
 from tests.live import live_server
 from tests.otlp_receiver import OtlpReceiver
+from tests.patience import scaled
 from tests.processes import ROOT, clean_env
 from tests.redis_server import RedisServer
 from tests.servers import served
@@ -95,7 +96,7 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + scaled(READY_TIMEOUT)
         while "worker ready" not in log.read_text():
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
@@ -105,7 +106,7 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(READY_TIMEOUT)
+                process.wait(scaled(READY_TIMEOUT))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -136,7 +137,7 @@ async def status_of(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 async def wait_for(
     client: httpx.AsyncClient, url: str, statuses: set[str], limit: float = 30.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while True:
         job = await status_of(client, url)
         pushed = job["push"]["status"] != "pending"
@@ -188,7 +189,7 @@ async def test_a_job_of_a_killed_worker_completes_on_another_and_is_pushed_once(
     assert done["attempts"] == 2  # the killed run, then the one that finished
     assert store.answers == [200]  # exactly one push
     assert len(store.by_prediction_id("run-kill")) == 1
-    assert recovered_in < 30
+    assert recovered_in < scaled(30)
 
 
 @pytest.mark.anyio
@@ -226,18 +227,30 @@ async def test_two_api_processes_and_two_workers_lose_and_double_nothing(
         apis = [stack.enter_context(served(tmp_path / f"api{n}.log", **env)) for n in (1, 2)]
         for n in (1, 2):
             stack.enter_context(worker(env, tmp_path / f"worker{n}.log"))
-        limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        # As many submissions in flight as the pool has connections: none waits for one (a
+        # wait the pool would time out on a busy machine); each answer gets a bound that scales.
+        connections = 64
+        in_flight = asyncio.Semaphore(connections)
+        limits = httpx.Limits(max_connections=connections)
+        timeout = httpx.Timeout(scaled(30), pool=None)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
 
             async def submit(n: int) -> str:
-                response = await client.post(
-                    f"{apis[n % 2]}/invoke/async", json=body(f"row {n}", f"run-{n}"), headers=AUTH
-                )
+                async with in_flight:
+                    response = await client.post(
+                        f"{apis[n % 2]}/invoke/async",
+                        json=body(f"row {n}", f"run-{n}"),
+                        headers=AUTH,
+                    )
                 assert response.status_code == 200, response.text
                 status_url: str = response.json()["status_url"]
                 return status_url
 
-            urls = await asyncio.gather(*(submit(n) for n in range(count)))
+            # A task group: if one submission fails, the others are cancelled and their
+            # connections closed with the client, not left to a later test's collection.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(submit(n)) for n in range(count)]
+            urls = [task.result() for task in tasks]
             # Read each status from the other API process: they share Redis.
             done = [
                 await wait_for(client, u.replace(apis[n % 2], apis[(n + 1) % 2]), {"succeeded"})
@@ -323,7 +336,7 @@ async def test_sigterm_lets_the_running_job_finish(
         with worker(env, tmp_path / "worker.log") as running:
             await wait_for(client, status_url, {"running"})
             running.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(running.wait, READY_TIMEOUT)
+            code = await asyncio.to_thread(running.wait, scaled(READY_TIMEOUT))
         done = await status_of(client, status_url)
     assert code == 0
     assert done["status"] == "succeeded"
@@ -390,7 +403,7 @@ async def wait_all_pushed(
     """Every job finished and its push settled; 503s (Redis coming back) are waited through.
 
     The assertion on the deadline lists the jobs still open, with their status and push."""
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     done: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}  # the last status and push seen of each job still open
     while True:
@@ -416,7 +429,7 @@ async def wait_all_pushed(
 
 
 async def wait_running(client: httpx.AsyncClient, urls: list[str], limit: float) -> None:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while True:
         statuses = [(await status_of(client, url))["status"] for url in urls]
         if all(status == "running" for status in statuses):
@@ -489,7 +502,7 @@ async def test_jobs_survive_redis_restarts_under_two_live_workers(
 
 async def wait_some_running(client: httpx.AsyncClient, urls: list[str]) -> None:
     """Until a job is running: the restart that follows hits live runs."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + scaled(READY_TIMEOUT)
     while True:
         for url in urls:
             response = await client.get(url, headers=AUTH)
