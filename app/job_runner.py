@@ -166,6 +166,8 @@ class ResultPushes:
             await store.update(job.job_id, _push_state(off))
             return
         claimer = secrets.token_hex(8)
+        if not await store.claim_push(job.job_id, claimer):
+            log.info("the result of job %s is pushed by another run; waiting for it", job.job_id)
         while not await store.claim_push(job.job_id, claimer):
             # Another run of this job is pushing. Wait for its outcome; if that run died, its
             # claim lapses after the longest a push can take, and this run pushes instead.

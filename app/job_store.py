@@ -5,9 +5,11 @@
 - `RedisJobStore` (`AGENT_JOBS=redis`, in `app/redis_jobs.py`): one JSON document per job in
   Redis, shared by every API replica and worker.
 
-Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end. `claim_push` makes
-the result push happen once per job even when two runs of the same job (a worker presumed
-dead that was not) finish together: the first claim wins.
+Finished jobs are forgotten `AGENT_JOB_RETENTION_SECONDS` after they end (the memory store
+also within AGENT_JOB_STORE_MAX_JOBS / _MAX_BYTES). `claim_push` makes the result push happen
+once per job even when two runs of the same job (a worker presumed dead that was not) finish
+together: the first claim wins. `hold`/`renew`/`release` are the lease one run of a job holds
+while it runs, and the running list the sweep reads (`app/job_runner.py`, `app/job_sweep.py`).
 
 `update` is the compare-and-set through which a job changes status (start, finish, cancel):
 it reads the job, asks `change` what the job becomes (None: leave it), and stores that only
