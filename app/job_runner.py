@@ -258,9 +258,10 @@ class JobRunner:
                 lapsed_since = None
             else:
                 waited = time.monotonic() - (lapsed_since or time.monotonic())
-                if job.status is JobStatus.QUEUED or waited >= self.lease_seconds:
+                never_started = job.started_at is None  # queued, or cancelled while queued
+                if never_started or waited >= self.lease_seconds:
                     if await store.hold(job_id, holder, self.lease_seconds):
-                        if job.status is not JobStatus.QUEUED:
+                        if not never_started:
                             log.warning(
                                 "job %s: its run's lease lapsed (worker lost?); running it again",
                                 job_id,
