@@ -63,7 +63,8 @@ def submit_handler(
         try:
             await accept.check_input(envelope, body, trace)
             # The job continues the trace from the submission's own span.
-            job = jobs.new(envelope.input, metadata, trace_headers())
+            submitter = accept.authenticate.key_fingerprint(request)
+            job = jobs.new(envelope.input, metadata, trace_headers(), submitter)
             try:
                 await jobs.submit(job)
             except JobStoreUnavailableError as exc:
@@ -75,7 +76,8 @@ def submit_handler(
                     "raise AGENT_JOB_QUEUE_SIZE / AGENT_JOB_CONCURRENCY",
                     run_id,
                 ) from None
-            status_url = f"{str(request.base_url).rstrip('/')}/jobs/{job.job_id}"
+            base = jobs.public_url or str(request.base_url).rstrip("/")
+            status_url = f"{base}/jobs/{job.job_id}"
             answer = {"job_id": job.job_id, "run_id": run_id, "status_url": status_url}
             response = submitted_response(answer, status_url, request, jobs.async_status)
             trace.record_output(bytes(response.body), response.status_code)
@@ -145,7 +147,7 @@ def status_handler(
             job = await jobs.store.get(job_id)
         except JobStoreUnavailableError as exc:
             raise _store_unavailable(exc, None) from None
-        if job is None:
+        if job is None or not jobs.may_access(job, authenticate.key_fingerprint(request)):
             return _not_found(job_id, jobs)
         return Response(job.view().model_dump_json().encode(), media_type="application/json")
 
@@ -158,7 +160,7 @@ def cancel_handler(
     async def cancel(request: Request, job_id: str) -> Response:
         authenticate(request)
         try:
-            job, changed = await jobs.cancel(job_id)
+            job, changed = await jobs.cancel(job_id, authenticate.key_fingerprint(request))
         except JobStoreUnavailableError as exc:
             raise _store_unavailable(exc, None) from None
         if job is None:
@@ -176,12 +178,12 @@ def cancel_handler(
 
 
 def _not_found(job_id: str, jobs: Jobs) -> Response:
-    return error_response(
-        404,
-        "job_not_found",
-        f"no job {job_id!r}: the id is wrong, or the job ended more than "
-        f"AGENT_JOB_RETENTION_SECONDS={jobs.retention_seconds:g} s ago",
-    )
+    why = f"ended more than AGENT_JOB_RETENTION_SECONDS={jobs.retention_seconds:g} s ago"
+    if jobs.max_jobs is not None:
+        why += f", or was among the oldest past AGENT_JOB_STORE_MAX_JOBS={jobs.max_jobs}"
+    if jobs.access == "submitter":
+        why += ", or was submitted with another API key (AGENT_JOB_ACCESS=submitter)"
+    return error_response(404, "job_not_found", f"no job {job_id!r}: the id is wrong, or it {why}")
 
 
 def _store_unavailable(exc: JobStoreUnavailableError, run_id: str | None) -> ApiError:

@@ -10,6 +10,7 @@ logged or echoed.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -83,6 +84,27 @@ class Authenticator:
             "rotation, update the header value in Arize's agent configuration)"
         )
 
+    def key_fingerprint(self, request: Request) -> str | None:
+        """A hash of the configured key this (authenticated) request presented, or None with
+        auth off. Stored with a job for AGENT_JOB_ACCESS=submitter; the key itself never is."""
+        headers: Sequence[tuple[bytes, bytes]] = request.scope["headers"]
+        candidates: list[bytes] = []
+        if self._bearer:
+            for value in _values(headers, b"authorization"):
+                token, _ = _bearer_token(value)
+                if token is not None:
+                    candidates.append(token)
+        if self._header:
+            candidates += [v.strip() for v in _values(headers, self._key_header_raw) if v.strip()]
+        found: bytes | None = None
+        for key in self._keys:
+            matched = False
+            for candidate in candidates:
+                matched |= hmac.compare_digest(candidate, key)  # every comparison runs
+            if matched and found is None:
+                found = key
+        return fingerprint(found) if found is not None else None
+
     def _check_required(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
         for name, (raw_name, expected) in self._required.items():
             values = _values(headers, raw_name)
@@ -101,6 +123,12 @@ class Authenticator:
     @staticmethod
     def _reject(message: str) -> ApiError:
         return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": REALM})
+
+
+def fingerprint(key: bytes) -> str:
+    """SHA-256 of an API key, under a label of its own: enough to tell keys apart, useless
+    to present as a credential."""
+    return hashlib.sha256(b"agent-endpoint job submitter\0" + key).hexdigest()
 
 
 def _values(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

@@ -62,6 +62,12 @@ class JobView(BaseModel):
     result: Any = Field(None, description="The agent's JSON output, once succeeded.")
     error: JobError | None = None
     push: PushState
+    result_dropped: bool = Field(
+        False,
+        description="The result is no longer kept (the embedded store's bound; see `note`); "
+        "it was pushed as usual.",
+    )
+    note: str | None = Field(None, description="Why something is missing from this status.")
 
 
 class Job(JobView):
@@ -70,6 +76,9 @@ class Job(JobView):
     input: dict[str, Any]
     arize_metadata: ArizeMetadata | None = None
     trace: dict[str, str] = Field(default_factory=dict)  # traceparent, tracestate, baggage
+    # A hash of the API key that submitted the job (`app.auth.fingerprint`), for
+    # AGENT_JOB_ACCESS=submitter; None with auth off. Never shown, never the key.
+    submitter: str | None = None
 
     def view(self) -> JobView:
         return JobView.model_validate(self.model_dump(include=set(JobView.model_fields)))

@@ -8,7 +8,9 @@ API replicas enqueue job ids; `agent-endpoint worker` processes take them and ru
   and the ids held by a worker silent for `AGENT_JOB_HEARTBEAT_SECONDS` go back on the queue
   for another worker (`maintenance_chance` at its maximum: every broker call checks).
 - No retries of a job that ran: a failed agent run is a recorded result, not a reason to run
-  it again (`Retries(max_retries=0)`). Only a lost worker makes a job run again.
+  it again. Only a lost worker makes a job run again, and a store outage: a run rides one out
+  (`app/job_runner.py`), and one that still ends on `JobStoreUnavailableError` (the outage
+  outlasted the job's budget) is queued again, with backoff, instead of dead-lettered.
 - The agent's time limit is the job runner's (`AGENT_JOB_TIMEOUT_SECONDS`); dramatiq's own
   limit is a backstop above it that also covers the push.
 """
@@ -21,6 +23,7 @@ import dramatiq
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from dramatiq.middleware import AsyncIO, Retries, ShutdownNotifications, TimeLimit
 
+from app.job_store import JobStoreUnavailableError
 from app.settings import Settings
 
 NAMESPACE = "agent-endpoint"
@@ -28,7 +31,15 @@ QUEUE = "agent-jobs"
 ACTOR = "run_agent_job"
 BACKSTOP_SECONDS = 300  # dramatiq's time limit is the job's plus its push plus this
 
+STORE_OUTAGE_RETRIES = 20
+MAX_BACKOFF_MS = 300_000
+
 RunJob = Callable[[str], Awaitable[None]]
+
+
+def store_outage(retries: int, exception: BaseException) -> bool:
+    """Whether dramatiq queues the message again: only for a store that did not answer."""
+    return isinstance(exception, JobStoreUnavailableError) and retries < STORE_OUTAGE_RETRIES
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -44,7 +55,7 @@ def build_broker(settings: Settings) -> RedisBroker:
         middleware=[
             TimeLimit(time_limit=limit_ms),
             ShutdownNotifications(),
-            Retries(max_retries=0),
+            Retries(max_retries=0, retry_when=store_outage, max_backoff=MAX_BACKOFF_MS),
             AsyncIO(),
         ],
     )

@@ -22,6 +22,7 @@ agent and pushes it (`app/job_runner.py`).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -71,13 +72,23 @@ class Jobs:
         self.span_name = span_name
         self.retention_seconds = settings.job_retention_seconds
         self.async_status = settings.async_status
+        self.access = settings.job_access
+        # The embedded store forgets the oldest finished jobs past this many (404 says so).
+        self.max_jobs = settings.job_store_max_jobs if settings.jobs_mode == "local" else None
+        # Where callers reach the service (AGENT_PUBLIC_URL): status URLs are built on it, not
+        # on a Host header anyone can send.
+        self.public_url = settings.public_url
         self._push_target = settings.push_target
         self._pushes = pushes or ResultPushes(store, None)
         self._grace = settings.job_grace_seconds
         self._pushing: set[asyncio.Task[None]] = set()
 
     def new(
-        self, payload: dict[str, Any], metadata: ArizeMetadata | None, trace: dict[str, str]
+        self,
+        payload: dict[str, Any],
+        metadata: ArizeMetadata | None,
+        trace: dict[str, str],
+        submitter: str | None = None,
     ) -> Job:
         target = self._push_target
         return Job(
@@ -89,7 +100,15 @@ class Jobs:
             input=payload,
             arize_metadata=metadata,
             trace=trace,
+            submitter=submitter,
         )
+
+    def may_access(self, job: Job, key_fingerprint: str | None) -> bool:
+        """AGENT_JOB_ACCESS=submitter: only the key that submitted the job sees or cancels it
+        (a job submitted with auth off has no submitter); `any`: every configured key."""
+        if self.access == "any" or job.submitter is None:
+            return True
+        return key_fingerprint is not None and hmac.compare_digest(job.submitter, key_fingerprint)
 
     async def submit(self, job: Job) -> None:
         """Store the job, then queue it; a job the queue refuses is not kept."""
@@ -100,8 +119,13 @@ class Jobs:
             await self.store.discard(job.job_id)
             raise
 
-    async def cancel(self, job_id: str) -> Updated:
-        """Cancel the job unless it finished; `changed` says whether this call did."""
+    async def cancel(self, job_id: str, key_fingerprint: str | None = None) -> Updated:
+        """Cancel the job unless it finished; `changed` says whether this call did. A job the
+        caller may not access (`may_access`) is not there for it."""
+        if self.access != "any":
+            found = await self.store.get(job_id)
+            if found is None or not self.may_access(found, key_fingerprint):
+                return Updated(None, changed=False)
         updated = await self.store.update(job_id, cancel)
         job = updated.job
         if updated.changed and job is not None and job.started_at is None:
@@ -134,7 +158,12 @@ class LocalJobs:
     def __init__(
         self, settings: Settings, agent: Agent, tracing: Tracing, redact: Redactor
     ) -> None:
-        store = MemoryJobStore(settings.job_retention_seconds, settings.push_budget_seconds)
+        store = MemoryJobStore(
+            settings.job_retention_seconds,
+            settings.push_budget_seconds,
+            max_jobs=settings.job_store_max_jobs,
+            max_bytes=settings.job_store_max_bytes,
+        )
         self.runner = job_agent_runner(agent, settings)
         self.pusher = build_pusher(settings, redact)
         self.job_runner = JobRunner(

@@ -33,6 +33,46 @@ def unavailable_on_error() -> Iterator[None]:
 
 
 MAX_CONNECTIONS = 64
+
+# KEYS[1] holds ARGV[1] for ARGV[2] ms, unless another value is there: a lease or a push claim
+# that its owner may take again (a retry after a lost answer) and nobody else may.
+TAKE = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# TAKE on the lease KEYS[1], and job ARGV[3] listed in the running set KEYS[2] either way.
+HOLD = """
+redis.call('SADD', KEYS[2], ARGV[3])
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# The lease KEYS[1] dropped if ARGV[1] holds it; job ARGV[2] unlisted when ARGV[3] is 1 and
+# no other run holds it.
+RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  current = false
+end
+if ARGV[3] == '1' and current == false then
+  redis.call('SREM', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 CONNECTION_WAIT_SECONDS = 10
 
 
@@ -40,6 +80,8 @@ class RedisJobStore:
     """Jobs under `<namespace>:job:<id>`; push claims under `<namespace>:push:<id>`; a
     cancelled job also has `<namespace>:cancel:<id>`, which its running worker polls (a key
     that exists or not is cheaper to poll than the job's document, which holds its input).
+    The run holding a job renews `<namespace>:lease:<id>`; `<namespace>:running` lists the
+    jobs held and not done, which the workers' sweep (`app/job_sweep.py`) checks.
 
     An unfinished job expires too, after its time limit plus the retention, so a job whose
     every run was lost does not stay in Redis for ever. A push claim lapses after the longest
@@ -65,6 +107,10 @@ class RedisJobStore:
         self._retention = max(1, int(retention_seconds))
         self._unfinished = max(1, int(timeout_seconds + retention_seconds))
         self._claim = max(1, int(push_seconds))  # the longest a push can take
+        self._running = f"{namespace}:running"  # the ids of jobs held by a run, for the sweep
+        self._take = self._redis.register_script(TAKE)
+        self._hold = self._redis.register_script(HOLD)
+        self._release = self._redis.register_script(RELEASE)
 
     def _key(self, kind: str, job_id: str) -> str:
         return f"{self._prefix}:{kind}:{job_id}"
@@ -116,10 +162,43 @@ class RedisJobStore:
         with unavailable_on_error():
             return bool(await self._redis.exists(self._key("cancel", job_id)))
 
-    async def claim_push(self, job_id: str) -> bool:
+    async def claim_push(self, job_id: str, claimer: str) -> bool:
         key = self._key("push", job_id)
         with unavailable_on_error():
-            return bool(await self._redis.set(key, "1", nx=True, ex=self._claim))
+            return bool(await self._take(keys=[key], args=[claimer, self._claim * 1000]))
+
+    async def hold(self, job_id: str, holder: str, seconds: float) -> bool:
+        keys = [self._key("lease", job_id), self._running]
+        with unavailable_on_error():
+            return bool(await self._hold(keys=keys, args=[holder, _ms(seconds), job_id]))
+
+    async def renew(self, job_id: str, holder: str, seconds: float) -> bool:
+        with unavailable_on_error():
+            return bool(
+                await self._take(keys=[self._key("lease", job_id)], args=[holder, _ms(seconds)])
+            )
+
+    async def held(self, job_id: str) -> bool:
+        with unavailable_on_error():
+            return bool(await self._redis.exists(self._key("lease", job_id)))
+
+    async def release(self, job_id: str, holder: str, *, done: bool) -> None:
+        keys = [self._key("lease", job_id), self._running]
+        with unavailable_on_error():
+            await self._release(keys=keys, args=[holder, job_id, int(done)])
+
+    async def running_jobs(self) -> list[str]:
+        with unavailable_on_error():
+            members = await self._redis.smembers(self._running)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def unlist(self, job_id: str) -> bool:
+        with unavailable_on_error():
+            return bool(await self._redis.srem(self._running, job_id))
+
+    async def relist(self, job_id: str) -> None:
+        with unavailable_on_error():
+            await self._redis.sadd(self._running, job_id)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -292,6 +292,28 @@ class Settings(BaseSettings):
     job_retention_seconds: float = Field(
         default=86_400, gt=0, description="How long a finished job's status stays readable."
     )
+    job_store_max_jobs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Local mode: finished jobs kept in memory; past it the oldest are forgotten "
+        "(404) before their retention ends.",
+    )
+    job_store_max_bytes: int = Field(
+        default=67_108_864,
+        ge=0,
+        description="Local mode: bytes (as JSON) of the results and inputs of finished jobs kept "
+        "in memory; past it the oldest results are dropped (`result_dropped` in the status).",
+    )
+    job_access: Literal["any", "submitter"] = Field(
+        default="any",
+        description="Who may GET or DELETE a job: any configured API key (keys are for "
+        "rotation) or only the key that submitted it (a hash of it is stored with the job).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL callers reach this service at, e.g. https://agent.example.com; "
+        "status_url and Location are built on it instead of the request's Host header.",
+    )
     push: Literal["arize", "webhook", "none"] | None = Field(
         default=None,
         description="Where a finished job's result goes: arize (the log API; the default with "
@@ -465,11 +487,24 @@ class Settings(BaseSettings):
         "push_label",
         "push_webhook_url",
         "push_webhook_secret",
+        "public_url",
         mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError(
+                "AGENT_PUBLIC_URL must be an absolute http(s) URL without query, e.g. "
+                "https://agent.example.com (or https://example.com/agent behind a path prefix)"
+            )
+        return value.rstrip("/")
 
     @field_validator("invoke_path")
     @classmethod

@@ -6,25 +6,30 @@ thread pool of `AGENT_SYNC_THREADS`. Start as many workers, on as many machines,
 needs; they share the queue. On SIGTERM or Ctrl-C a worker stops taking jobs and gives the
 running ones `AGENT_JOB_GRACE_SECONDS` to finish; a job it could not finish (or any job of a
 worker that died) runs again on another worker after `AGENT_JOB_HEARTBEAT_SECONDS`.
+Beside the jobs, a thread sweeps for jobs left running with no live run (`app/job_sweep.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 from types import FrameType
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import AsyncIO
 
 from app.entrypoint import load_agent
 from app.job_broker import QUEUE, build_broker, job_actor
 from app.job_runner import JobRunner
+from app.job_sweep import Sweeper
 from app.jobs import job_agent_runner
 from app.logs import configure_logging
 from app.redaction import Redactor, mask_standard_streams
-from app.redis_jobs import redis_store
-from app.result_push import build_pusher
+from app.redis_jobs import RedisJobStore, redis_store, unavailable_on_error
+from app.result_push import ResultPusher, build_pusher
 from app.settings import Settings, SettingsError
 from app.tracing import Tracing
 
@@ -45,16 +50,19 @@ def run_worker(settings: Settings) -> int:
     agent = load_agent(settings.entrypoint)
     redact = Redactor(settings.secret_values())
     tracing = Tracing.from_settings(settings, redact, agent.name)
+    pusher = build_pusher(settings, redact)
+    store = redis_store(settings)
     job_runner = JobRunner(
         settings,
         runner=job_agent_runner(agent, settings),
         tracing=tracing,
-        store=redis_store(settings),
-        pusher=build_pusher(settings, redact),
+        store=store,
+        pusher=pusher,
         redact=redact,
     )
     broker = build_broker(settings)
-    job_actor(broker, job_runner.run)
+    broker.add_middleware(CloseOnJobLoop(store, pusher), after=AsyncIO)
+    actor = job_actor(broker, job_runner.run)
     broker.emit_after("process_boot")  # what dramatiq's own CLI does; TimeLimit needs it
     worker = dramatiq.Worker(broker, queues={QUEUE}, worker_threads=settings.job_concurrency)
     # Take no more jobs than can start: a job waiting in this worker's prefetch would wait
@@ -70,13 +78,61 @@ def run_worker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    sweeping = threading.Event()
+    sweep = threading.Thread(
+        target=asyncio.run, args=(_sweep(settings, actor, sweeping),), name="job-sweep"
+    )
+    sweep.start()
     log.info(
         "worker ready: agent %s, %d job(s) at once, queue %s",
         agent.name, settings.job_concurrency, QUEUE,
     )  # fmt: skip
     stop.wait()
+    sweeping.set()
+    sweep.join()
     worker.stop(timeout=int(settings.job_grace_seconds * 1000))
     broker.close()
     tracing.close()
     log.info("worker stopped")
     return 0
+
+
+class CloseOnJobLoop(dramatiq.Middleware):
+    """Closes the jobs' Redis connections and the pusher's HTTP session on the event loop
+    they were opened on, once the running jobs are over and before AsyncIO stops that loop
+    (placed after it: dramatiq runs `after_*` hooks in reverse order, so this one first):
+    left open, they are reported unclosed when the process exits."""
+
+    def __init__(self, store: RedisJobStore, pusher: ResultPusher | None) -> None:
+        self._store = store
+        self._pusher = pusher
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop = get_event_loop_thread()
+        if loop is not None:  # None only if the worker never booted
+            loop.run_coroutine(self._close())
+
+    async def _close(self) -> None:
+        if self._pusher is not None:
+            await self._pusher.close()
+        await self._store.close()
+
+
+async def _sweep(
+    settings: Settings, actor: dramatiq.Actor[[str], None], stopping: threading.Event
+) -> None:
+    """The sweep (`app/job_sweep.py`) every AGENT_JOB_HEARTBEAT_SECONDS, on a loop and a
+    store of its own, until `stopping` is set."""
+    store = redis_store(settings)
+
+    async def enqueue(job_id: str) -> None:
+        with unavailable_on_error():
+            await asyncio.to_thread(actor.send, job_id)  # redis-py's client blocks
+
+    sweeper = Sweeper(store, enqueue, settings.job_heartbeat_seconds)
+    try:
+        while not stopping.is_set():
+            await sweeper.sweep_quietly()
+            await asyncio.to_thread(stopping.wait, sweeper.period)
+    finally:
+        await store.close()

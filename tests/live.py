@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from tests.patience import scaled
+
 START_TIMEOUT = 10.0
 
 
@@ -29,7 +31,7 @@ def live_server(app: ASGIApp) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + scaled(START_TIMEOUT)
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
@@ -38,4 +40,4 @@ def live_server(app: ASGIApp) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=START_TIMEOUT)
+        thread.join(timeout=scaled(START_TIMEOUT))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.live import free_port
+from tests.patience import scaled
 
 START_TIMEOUT = 10.0
 
@@ -52,7 +53,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + scaled(START_TIMEOUT)
         while not self.ping():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
@@ -61,7 +62,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # SIGTERM: Redis flushes its append-only file and exits
-            self.process.wait(START_TIMEOUT)
+            self.process.wait(scaled(START_TIMEOUT))
         self.process = None
 
     def restart(self) -> None:

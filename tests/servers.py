@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import KEY
 from tests.live import free_port
+from tests.patience import scaled
 from tests.processes import ROOT, clean_env
 
 STOP_WAIT = 20.0
@@ -38,7 +39,7 @@ def start_server(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + scaled(20)
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
         try:
@@ -59,7 +60,7 @@ def served(log: Path, **env: str) -> Iterator[str]:
         wait_ready(url, process, log)
         yield url
         process.send_signal(signal.SIGTERM)
-        process.wait(STOP_WAIT)
+        process.wait(scaled(STOP_WAIT))
     finally:
         if process.poll() is None:
             process.kill()

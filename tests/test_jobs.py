@@ -27,8 +27,9 @@ from app.job import Job
 from app.main import create_app
 from app.result_push import SIGNATURE_HEADER, signature
 from coordinator.log_api import LogStore, create_log_api
-from tests.conftest import AUTH, KEY, METADATA, client_for, envelope, make_settings
+from tests.conftest import AUTH, KEY, METADATA, OLD_KEY, client_for, envelope, make_settings
 from tests.live import free_port, live_server
+from tests.patience import scaled
 from tests.processes import ROOT
 from tests.servers import served
 
@@ -73,7 +74,7 @@ def arize_push(url: str, **overrides: Any) -> dict[str, Any]:
 async def wait_finished(
     client: httpx.AsyncClient, status_url: str, limit: float = 10.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while True:
         response = await client.get(status_url, headers=AUTH)
         assert response.status_code == 200, response.text
@@ -135,7 +136,7 @@ async def test_the_status_moves_from_queued_to_running_to_succeeded() -> None:
     async with client_for(app) as client:
         first = await submit(client)
         second = await submit(client)  # waits behind the first: one job at a time
-        await asyncio.sleep(0.05)
+        await wait_status(client, first["status_url"], "running")
         for accepted in (first, second):
             response = await client.get(accepted["status_url"], headers=AUTH)
             seen.append(response.json()["status"])
@@ -391,8 +392,8 @@ async def test_a_full_queue_answers_503_with_retry_after() -> None:
 
     app = create_app(make_settings(job_concurrency=1, job_queue_size=1), agent=gated)
     async with client_for(app) as client:
-        await submit(client)
-        await asyncio.sleep(0.05)  # the first is running, the queue is empty
+        first = await submit(client)
+        await wait_status(client, first["status_url"], "running")  # so the queue is empty
         await submit(client)  # waits in the queue
         refused = await client.post("/invoke/async", json=envelope(), headers=AUTH)
         release.set()
@@ -424,7 +425,7 @@ async def test_jobs_past_the_grace_period_are_cancelled_and_said_lost(
     started = time.monotonic()
     async with client_for(create_app(make_settings(job_grace_seconds=0.2), agent=slow)) as client:
         await submit(client)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < scaled(5)
     assert "1 job(s) still queued or running after AGENT_JOB_GRACE_SECONDS=0.2" in caplog.text
 
 
@@ -598,7 +599,110 @@ async def test_a_finished_job_is_not_cancelled() -> None:
 async def wait_status(
     client: httpx.AsyncClient, status_url: str, status: str, limit: float = 10.0
 ) -> None:
-    deadline = time.monotonic() + limit
+    deadline = time.monotonic() + scaled(limit)
     while (await client.get(status_url, headers=AUTH)).json()["status"] != status:
         assert time.monotonic() < deadline, f"job never {status}"
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [
+        ("https://agent.example.com/", "https://agent.example.com/jobs/"),
+        ("https://example.com/agent", "https://example.com/agent/jobs/"),
+        (None, "http://attacker.example/jobs/"),  # without it, the Host header decides
+    ],
+)
+async def test_the_status_url_is_built_on_the_public_url_when_one_is_set(
+    public_url: str | None, expected: str
+) -> None:
+    app = create_app(make_settings(public_url=public_url), agent=answer)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/invoke/async", json=envelope(), headers={**AUTH, "Host": "attacker.example"}
+        )
+        await wait_finished(client, response.json()["status_url"].replace(expected, "/jobs/"))
+    assert response.status_code == 200, response.text
+    assert response.json()["status_url"].startswith(expected)
+    assert response.headers["location"] == response.json()["status_url"]
+
+
+def test_a_public_url_that_is_not_absolute_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="AGENT_PUBLIC_URL must be an absolute http"):
+        make_settings(public_url="agent.example.com")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("access", ["any", "submitter"])
+async def test_who_may_read_and_cancel_a_job_follows_agent_job_access(access: str) -> None:
+    """Two keys configured (a rotation); the job is submitted with one, read with the other."""
+    release = asyncio.Event()
+
+    async def gated(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
+        await release.wait()
+        return "released"
+
+    settings = make_settings(api_keys=[KEY, OLD_KEY], job_access=access)
+    app = create_app(settings, agent=gated)
+    other = {"Authorization": f"Bearer {OLD_KEY}"}
+    async with client_for(app) as client:
+        accepted = await submit(client)
+        stored = await app.state.jobs.jobs.store.get(accepted["job_id"])
+        read_by_other = await client.get(accepted["status_url"], headers=other)
+        cancelled_by_other = await client.delete(accepted["status_url"], headers=other)
+        read_by_submitter = await client.get(accepted["status_url"], headers=AUTH)
+        release.set()
+        await wait_finished(client, accepted["status_url"])
+    assert stored is not None
+    assert stored.submitter is not None
+    assert KEY not in stored.model_dump_json()  # a hash of the key, never the key
+    assert "submitter" not in read_by_submitter.json()
+    assert read_by_submitter.status_code == 200
+    if access == "any":
+        assert read_by_other.status_code == 200
+        assert cancelled_by_other.status_code == 200
+        assert cancelled_by_other.json()["status"] == "cancelled"
+    else:
+        for refused in (read_by_other, cancelled_by_other):
+            assert refused.status_code == 404, refused.text
+            assert "AGENT_JOB_ACCESS=submitter" in refused.json()["error"]["message"]
+        assert read_by_submitter.json()["status"] in {"queued", "running"}  # not cancelled
+
+
+@pytest.mark.anyio
+async def test_the_embedded_store_keeps_finished_jobs_within_its_bounds() -> None:
+    """Three finished jobs and 3,000 bytes at most: the two oldest of five are forgotten, the
+    oldest kept loses its result (and says which setting dropped it); the running job, older
+    than all of them, is never touched."""
+    release = asyncio.Event()
+
+    async def big(input: dict[str, Any], ctx: Any) -> dict[str, Any]:  # noqa: A002
+        if input["goal"] == "hold":
+            await release.wait()
+        return {"answer": "x" * 1000}
+
+    settings = make_settings(job_concurrency=2, job_store_max_jobs=3, job_store_max_bytes=3000)
+    async with client_for(create_app(settings, agent=big)) as client:
+        held = await client.post("/invoke/async", json=envelope("hold"), headers=AUTH)
+        urls = []
+        for n in range(5):
+            response = await client.post("/invoke/async", json=envelope(f"row {n}"), headers=AUTH)
+            urls.append(response.json()["status_url"])
+            await wait_finished(client, urls[-1])
+        views = [await client.get(url, headers=AUTH) for url in urls]
+        running = await client.get(held.json()["status_url"], headers=AUTH)
+        release.set()
+    assert [view.status_code for view in views] == [404, 404, 200, 200, 200]
+    assert "AGENT_JOB_STORE_MAX_JOBS=3" in views[0].json()["error"]["message"]
+    dropped, *kept = (view.json() for view in views[2:])
+    assert dropped["status"] == "succeeded"
+    assert dropped["push"]["status"] == "off"
+    assert dropped["result"] is None
+    assert dropped["result_dropped"] is True
+    assert "AGENT_JOB_STORE_MAX_BYTES=3000" in dropped["note"]
+    for job in kept:
+        assert job["result"] == {"answer": "x" * 1000}
+        assert job["result_dropped"] is False
+    assert running.status_code == 200
+    assert running.json()["status"] == "running"
