@@ -22,17 +22,11 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import ProxyTracerProvider
 
-from app.exporters import (
-    add_processors,
-    build_tracer_provider,
-    exporting_processors,
-    install_tracer_provider,
-    otlp_exporter,
-    traces_url,
-)
 from app.main import create_app
 from app.redaction import Redactor
-from app.span_processors import AllowedSpaces
+from app.tracing.exporters import exporting_processors, otlp_exporter, traces_url
+from app.tracing.pipeline import add_processors, build_tracer_provider, install_tracer_provider
+from app.tracing.processors import AllowedSpaces
 from tests import agents
 from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
 from tests.live import live_server
