@@ -110,7 +110,7 @@ def test_a_provider_the_agent_registered_gets_run_ids_and_our_exporters_mask() -
 
 @pytest.mark.anyio
 async def test_arize_routing_sends_each_request_to_its_space_only(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, pipeline: str
 ) -> None:
     """In-process: the request span through arize-otel's routing to a real OTLP receiver."""
     receiver = OtlpReceiver()
@@ -121,6 +121,7 @@ async def test_arize_routing_sends_each_request_to_its_space_only(
             arize_space_allowlist=["space-a"],
             arize_collector_endpoint=collector,
             arize_transport="http",
+            trace_pipeline=pipeline,
         )
         provider = build_tracer_provider(settings, Redactor([KEY, ARIZE_KEY]))
         app = create_app(settings, agent=agents.echo, tracer_provider=provider)
