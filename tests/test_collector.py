@@ -129,14 +129,15 @@ def test_the_component_lists_its_files() -> None:
 
 
 def test_the_sidecars_configuration_is_the_collectors_word_for_word() -> None:
-    configmap = component_documents()["configmap.yaml"]
+    configmap = component_documents()["collector-config.yaml"]
     assert configmap["data"]["config.yaml"] == CONFIG_FILE.read_text()
 
 
 def test_the_patched_deployment_is_valid_kubernetes() -> None:
     version = kubernetes_validate.latest_version()
     kubernetes_validate.validate(patched_deployment(), version, strict=True)
-    kubernetes_validate.validate(component_documents()["configmap.yaml"], version, strict=True)
+    configmap = component_documents()["collector-config.yaml"]
+    kubernetes_validate.validate(configmap, version, strict=True)
 
 
 def test_the_sidecar_starts_first_and_the_service_exports_to_it() -> None:
@@ -146,15 +147,16 @@ def test_the_sidecar_starts_first_and_the_service_exports_to_it() -> None:
     assert sidecar["args"] == ["--config=/etc/otelcol/config.yaml"]
     (mount,) = sidecar["volumeMounts"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert (
-        volume["configMap"]["name"] == component_documents()["configmap.yaml"]["metadata"]["name"]
-    )
+    configmap = component_documents()["collector-config.yaml"]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
     assert {var["name"] for var in sidecar["env"]} == COLLECTOR_VARIABLES
+    (api,) = pod["containers"]
+    secrets = {var["valueFrom"]["secretKeyRef"]["name"] for var in api["env"] if "valueFrom" in var}
+    assert len(secrets) == 1  # the one Secret of the base manifests
     for var in sidecar["env"]:
-        assert var["valueFrom"]["secretKeyRef"]["name"] == "agent-endpoint-secrets"
+        assert {var["valueFrom"]["secretKeyRef"]["name"]} == secrets
     assert sidecar["securityContext"]["readOnlyRootFilesystem"]
     assert sidecar["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    (api,) = pod["containers"]
     env = {var["name"]: var.get("value") for var in api["env"]}
     assert env["OTEL_TRACES_EXPORTER"] == "otlp"
     port = sidecar["ports"][0]["containerPort"]

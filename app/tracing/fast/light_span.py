@@ -195,7 +195,7 @@ class LightSpan(trace.Span):
             parent=self._parent,
             resource=self._starter.provider.resource,
             # Checked on the way in (set_attributes) or ours (record, and the start attributes,
-            # which app/tracing.py builds); only the count limit is left to apply.
+            # which app/tracing/request.py builds); only the count limit is left to apply.
             attributes=self._bounded(limits.max_span_attributes),
             events=self._bounded_events(),
             links=self._links[: limits.max_links],
