@@ -3,7 +3,7 @@
 declared body size → auth (both on headers alone) → content type → read the body with the
 limit → parse and diagnose the envelope → placeholders → input schema → run the agent → the
 agent's JSON, verbatim. Everything from the envelope on runs inside the request's AGENT span
-(`app/tracing.py`), which records the input, the output and any failure. The first two are
+(`app/tracing/`), which records the input, the output and any failure. The first two are
 plain calls rather than FastAPI dependencies: the dependency machinery cost more per request
 than the checks themselves.
 """

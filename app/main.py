@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -77,13 +77,13 @@ def create_app(
     settings: Settings | None = None,
     agent: AgentFunction | Agent | None = None,
     input_schema: InputSchema | None = None,
-    tracer_provider: TracerProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> FastAPI:
     """Build the service. Every argument defaults to what the environment configures.
 
     `agent` accepts a plain `run(input, ctx)` callable: tests and embedding apps inject fakes here.
     `tracer_provider` replaces the process-wide provider built from the OTEL_* settings; build
-    it with `app.exporters.build_tracer_provider` so run ids and secret masking still apply.
+    it with `app.tracing.build_tracer_provider` so run ids and secret masking still apply.
     """
     settings = settings or load_settings()
     settings.check_auth_configured()

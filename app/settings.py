@@ -224,15 +224,23 @@ class Settings(BaseSettings):
         default=False,
         description="Also trace every HTTP request with OpenTelemetry's FastAPIInstrumentor.",
     )
+    trace_pipeline: Literal["sdk", "fast"] = Field(
+        default="sdk",
+        description="`sdk`: the OpenTelemetry SDK's spans and batch export, in threads. `fast`: "
+        "a light request span and export from a child process, for millisecond agents; it "
+        "falls back to `sdk`, with a warning, when the SDK lacks what it relies on.",
+    )
     export_process: bool = Field(
         default=True,
-        description="Encode and send spans from a child process, off the request path.",
+        description="AGENT_TRACE_PIPELINE=fast only: encode and send spans from a child "
+        "process, off the request path.",
     )
     export_nice: int = Field(
         default=10,
         ge=0,
         le=19,
-        description="Niceness of the export process: requests get the CPU first (0: equal).",
+        description="AGENT_TRACE_PIPELINE=fast only: niceness of the export process; requests "
+        "get the CPU first (0: equal).",
     )
     arize_api_key: SecretStr | None = Field(
         default=None,

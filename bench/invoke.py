@@ -11,8 +11,12 @@ What it measures
      auth on, and every check of the request path (envelope, placeholders, input schema);
      tracing off (OTEL_TRACES_EXPORTER=none);
    - `ours-otlp`: the same, exporting its spans over OTLP/HTTP (batched) to a local receiver,
-     bench/otlp_sink.py, run as a process of its own;
-   - `ours-otlp-down`: the same, exporting to a closed port on 127.0.0.1 (the collector down);
+     bench/otlp_sink.py, run as a process of its own, on the default tracing pipeline, the
+     SDK's (AGENT_TRACE_PIPELINE=sdk);
+   - `ours-otlp-fast`: the same on the opt-in fast pipeline (AGENT_TRACE_PIPELINE=fast: the
+     light request span, export from a child process);
+   - `ours-otlp-down`, `ours-otlp-down-fast`: the same two, exporting to a closed port on
+     127.0.0.1 (the collector down);
    - `seed-otel`, for reference when opentelemetry-instrumentation-fastapi is installed: the
      seed with the stock FastAPIInstrumentor, exporting to the same sink
      (bench/seed_otel_app.py).
@@ -123,11 +127,18 @@ def seed_server(name: str, app_spec: str, api_key: str, env: Mapping[str, str]) 
 def throughput_servers(api_key: str, sink: Sink) -> list[Server]:
     """The apps compared by wrk; the first is the baseline of the ratios."""
     ours = our_server("ours", api_key, "bench.agents:noop")
+    fast = {"AGENT_TRACE_PIPELINE": "fast"}
     servers = [
         seed_server("seed", "bench.seed_app:app", api_key, {}),
         ours,
         with_env(ours, "ours-otlp", otlp_env("bench-ours-otlp", sink.endpoint)),
+        with_env(ours, "ours-otlp-fast", {**otlp_env("bench-ours-fast", sink.endpoint), **fast}),
         with_env(ours, "ours-otlp-down", otlp_env("bench-ours-otlp-down", sink.down_endpoint)),
+        with_env(
+            ours,
+            "ours-otlp-down-fast",
+            {**otlp_env("bench-ours-down-fast", sink.down_endpoint), **fast},
+        ),
     ]
     if importlib.util.find_spec("opentelemetry.instrumentation.fastapi") is not None:
         otel = otlp_env("bench-seed-otel", sink.endpoint)

@@ -10,15 +10,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.entrypoint import AgentFunction
-from app.exporters import build_tracer_provider
 from app.main import create_app
 from app.redaction import Redactor
 from app.settings import Settings
+from app.tracing import build_tracer_provider
 
 # `phoenix`: a real Phoenix on 127.0.0.1; `redis_server`: Debian's redis-server on 127.0.0.1.
 pytest_plugins = ["tests.phoenix", "tests.redis_server"]
@@ -79,9 +80,24 @@ AppFactory = Callable[..., FastAPI]
 # The process-wide provider every in-process app uses, as `agent-endpoint serve` would install
 # it, exporting synchronously to memory so a test reads its spans right after the response.
 EXPORTED = InMemorySpanExporter()
-trace.set_tracer_provider(
-    build_tracer_provider(make_settings(), Redactor([KEY, OLD_KEY]), SimpleSpanProcessor(EXPORTED))
-)
+PIPELINES = ("sdk", "fast")  # AGENT_TRACE_PIPELINE
+PROVIDERS: dict[str, TracerProvider] = {
+    pipeline: build_tracer_provider(
+        make_settings(trace_pipeline=pipeline),
+        Redactor([KEY, OLD_KEY]),
+        SimpleSpanProcessor(EXPORTED),
+    )
+    for pipeline in PIPELINES
+}
+trace.set_tracer_provider(PROVIDERS["sdk"])
+
+
+@pytest.fixture(params=PIPELINES)
+def pipeline(request: pytest.FixtureRequest) -> str:
+    """Each pipeline in turn: pass `PROVIDERS[pipeline]` to `create_app` (the spans the agent
+    starts itself go through the process-wide provider, the SDK pipeline's, to EXPORTED too)."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture

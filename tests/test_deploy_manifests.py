@@ -23,9 +23,9 @@ from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
 from app.cli import main as cli_main
-from app.export_process import STOP_TIMEOUT
 from app.main import create_app
 from app.settings import Settings, variable_names
+from app.tracing.fast.export_process import STOP_TIMEOUT
 from tests.conftest import client_for
 from tests.redis_server import RedisServer
 

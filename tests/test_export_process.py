@@ -1,4 +1,5 @@
-"""Span export from a child process: spans cross the pipe intact and reach a real receiver."""
+"""The fast pipeline's span export from a child process: spans cross the pipe intact and reach
+a real receiver."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from app.export_process import ExportProcess, ShippedBatches, packed
-from app.exporters import build_tracer_provider, processors_of
-from app.flat_span import rebuild
 from app.main import create_app
 from app.redaction import Redactor
+from app.tracing import build_tracer_provider
+from app.tracing.fast.export_process import ExportProcess, packed
+from app.tracing.fast.flat_span import rebuild
+from app.tracing.fast.light_span import LightSpans
+from app.tracing.pipeline import request_spans_of
 from tests.conftest import AUTH, KEY, client_for, envelope, make_settings
 from tests.live import live_server
 from tests.otlp_receiver import OtlpReceiver
@@ -54,6 +57,16 @@ def varied_spans() -> tuple[ReadableSpan, ...]:
     return memory.get_finished_spans()
 
 
+def fast_provider(**overrides: Any) -> TracerProvider:
+    return build_tracer_provider(make_settings(trace_pipeline="fast", **overrides), Redactor([KEY]))
+
+
+def shipper_of(provider: TracerProvider) -> object:
+    spans = request_spans_of(provider)
+    assert isinstance(spans, LightSpans)
+    return spans.processors.shipper
+
+
 def as_json(span: ReadableSpan) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(span.to_json())
     return loaded
@@ -73,8 +86,7 @@ def test_a_span_crosses_the_pipe_intact() -> None:
 def test_spans_reach_the_collector_through_the_child_process() -> None:
     receiver = OtlpReceiver()
     with live_server(receiver.app) as collector:
-        settings = make_settings(otlp_endpoint=collector)
-        provider = build_tracer_provider(settings, Redactor([KEY]))
+        provider = fast_provider(otlp_endpoint=collector)
         tracer = provider.get_tracer("t")
         with (
             tracer.start_as_current_span("parent", attributes={"leak": f"key {KEY}"}),
@@ -94,11 +106,9 @@ def test_spans_reach_the_collector_through_the_child_process() -> None:
 async def test_the_request_span_reaches_the_collector_as_a_flat_tuple() -> None:
     receiver = OtlpReceiver()
     with live_server(receiver.app) as collector:
-        settings = make_settings(otlp_endpoint=collector)
+        settings = make_settings(trace_pipeline="fast", otlp_endpoint=collector)
         provider = build_tracer_provider(settings, Redactor([KEY]))
-        processors = processors_of(provider)
-        assert processors is not None
-        assert processors.shipper is not None  # the default set-up takes the shortcut
+        assert shipper_of(provider) is not None  # the export process alone: the shortcut
         tracer = provider.get_tracer("agent")
 
         async def agent(input: dict[str, Any], ctx: Any) -> str:  # noqa: A002
@@ -126,13 +136,11 @@ async def test_the_request_span_reaches_the_collector_as_a_flat_tuple() -> None:
 
 def test_any_other_processor_turns_the_shortcut_off() -> None:
     provider = build_tracer_provider(
-        make_settings(otlp_endpoint="http://127.0.0.1:9"),
+        make_settings(trace_pipeline="fast", otlp_endpoint="http://127.0.0.1:9"),
         Redactor([KEY]),
         SimpleSpanProcessor(InMemorySpanExporter()),
     )
-    processors = processors_of(provider)
-    assert processors is not None
-    assert processors.shipper is None
+    assert shipper_of(provider) is None
     provider.shutdown()
 
 
@@ -164,11 +172,10 @@ def test_a_dead_child_drops_spans_and_says_so_once(caplog: pytest.LogCaptureFixt
 def test_the_console_exporter_prints_to_the_services_stdout(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    processor = ShippedBatches(make_settings(traces_exporter=["console"]), [KEY])
-    provider = TracerProvider()
-    provider.add_span_processor(processor)
+    provider = fast_provider(traces_exporter=["console"])
+    assert shipper_of(provider) is not None  # through the export process
     with provider.get_tracer("t").start_as_current_span("printed-span"):
         pass
-    assert processor.force_flush(10_000)
+    assert provider.force_flush(10_000)
     provider.shutdown()
     assert '"name": "printed-span"' in capfd.readouterr().out

@@ -22,17 +22,11 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import ProxyTracerProvider
 
-from app.exporters import (
-    add_processors,
-    build_tracer_provider,
-    exporting_processors,
-    install_tracer_provider,
-    otlp_exporter,
-    traces_url,
-)
 from app.main import create_app
 from app.redaction import Redactor
-from app.span_processors import AllowedSpaces
+from app.tracing.exporters import exporting_processors, otlp_exporter, traces_url
+from app.tracing.pipeline import add_processors, build_tracer_provider, install_tracer_provider
+from app.tracing.processors import AllowedSpaces
 from tests import agents
 from tests.conftest import AUTH, KEY, METADATA, client_for, make_settings
 from tests.live import live_server
@@ -116,7 +110,7 @@ def test_a_provider_the_agent_registered_gets_run_ids_and_our_exporters_mask() -
 
 @pytest.mark.anyio
 async def test_arize_routing_sends_each_request_to_its_space_only(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, pipeline: str
 ) -> None:
     """In-process: the request span through arize-otel's routing to a real OTLP receiver."""
     receiver = OtlpReceiver()
@@ -127,6 +121,7 @@ async def test_arize_routing_sends_each_request_to_its_space_only(
             arize_space_allowlist=["space-a"],
             arize_collector_endpoint=collector,
             arize_transport="http",
+            trace_pipeline=pipeline,
         )
         provider = build_tracer_provider(settings, Redactor([KEY, ARIZE_KEY]))
         app = create_app(settings, agent=agents.echo, tracer_provider=provider)

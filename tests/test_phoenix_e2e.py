@@ -1,7 +1,8 @@
 """End to end with a real receiver: the service exports to Phoenix, spans are read back.
 
 The server runs as a child process (`agent-endpoint serve`) with the LangGraph example agent,
-exporting over OTLP/HTTP or OTLP/gRPC; Phoenix's REST API gives the spans back.
+exporting over OTLP/HTTP or OTLP/gRPC, on either tracing pipeline (AGENT_TRACE_PIPELINE);
+Phoenix's REST API gives the spans back.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ def transport_env(phoenix: Phoenix, transport: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("transport", ["http", "grpc"])
 def test_framework_spans_land_in_the_callers_trace_with_the_run_ids(
-    phoenix: Phoenix, tmp_path: Path, transport: str
+    phoenix: Phoenix, tmp_path: Path, transport: str, pipeline: str
 ) -> None:
-    project = f"e2e-{transport}-{uuid.uuid4().hex[:8]}"
+    project = f"e2e-{transport}-{pipeline}-{uuid.uuid4().hex[:8]}"
     sent: dict[str, tuple[str, str]] = {}  # trace id -> (caller span id, run id)
     with served(
         tmp_path / "server.log",
         AGENT_ENTRYPOINT="examples.langgraph_agent:run",
         AGENT_INPUT_SCHEMA_FILE=str(ROOT / "agent" / "input_schema.json"),
         AGENT_TRACE_PROJECT=project,
+        AGENT_TRACE_PIPELINE=pipeline,
         **transport_env(phoenix, transport),
     ) as url:
         for row in range(ROWS):

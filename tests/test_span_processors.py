@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.redaction import Redactor
-from app.span_processors import AllowedSpaces, RunAttributes, Scrubbed
+from app.tracing.processors import AllowedSpaces, RunAttributes, Scrubbed
 
 SECRET = "sk-live-0123456789abcdef"
 

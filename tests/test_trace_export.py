@@ -43,7 +43,7 @@ def call(url: str, space: str | None, index: int, *, baggage: bool = False) -> h
     return httpx.post(f"{url}/invoke", json=body, headers=headers, timeout=TIMEOUT)
 
 
-def test_two_spaces_at_once_each_get_only_their_own_spans(tmp_path: Path) -> None:
+def test_two_spaces_at_once_each_get_only_their_own_spans(tmp_path: Path, pipeline: str) -> None:
     receiver = OtlpReceiver()
     log = tmp_path / "server.log"
     calls = [(space, i, i % 2 == 1) for i in range(10) for space in ("a", "b", "x")]
@@ -56,6 +56,7 @@ def test_two_spaces_at_once_each_get_only_their_own_spans(tmp_path: Path) -> Non
             ARIZE_SPACE_ALLOWLIST="a,b",
             ARIZE_COLLECTOR_ENDPOINT=collector,
             AGENT_ARIZE_TRANSPORT="http",
+            AGENT_TRACE_PIPELINE=pipeline,
         ) as url,
         ThreadPoolExecutor(max_workers=16) as pool,
     ):
@@ -87,7 +88,7 @@ def assert_no_secret(span: ReceivedSpan) -> None:
     assert KEY not in text
 
 
-def test_an_unreachable_collector_costs_requests_nothing(tmp_path: Path) -> None:
+def test_an_unreachable_collector_costs_requests_nothing(tmp_path: Path, pipeline: str) -> None:
     log = tmp_path / "server.log"
     closed = free_port()
     with (
@@ -96,6 +97,7 @@ def test_an_unreachable_collector_costs_requests_nothing(tmp_path: Path) -> None
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed}",
             OTEL_BSP_SCHEDULE_DELAY="50",
             OTEL_EXPORTER_OTLP_TIMEOUT="2",
+            AGENT_TRACE_PIPELINE=pipeline,
         ) as url,
         ThreadPoolExecutor(max_workers=8) as pool,
     ):
@@ -126,16 +128,27 @@ def test_json_logs_carry_the_trace_and_run_ids(tmp_path: Path) -> None:
     assert access, "uvicorn's access log goes through the same JSON handler"
 
 
-def test_without_an_exporter_the_callers_trace_still_reaches_the_agent(tmp_path: Path) -> None:
-    """Nothing is recorded, but ctx.trace_headers() still continues the caller's trace."""
+def test_without_an_exporter_the_callers_trace_still_reaches_the_agent(
+    tmp_path: Path, pipeline: str
+) -> None:
+    """Nothing is recorded, but ctx.trace_headers() still continues the caller's trace, and
+    hands its tracestate on as it came."""
     trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
-    with served(tmp_path / "server.log", AGENT_ENTRYPOINT="tests.agents:traced") as url:
+    traceparent = f"00-{trace_id}-{caller}-03"  # sampled, random trace id
+    state = "rojo=00f067aa0ba902b7 ,  congo=t61rcWkgMzE"
+    with served(
+        tmp_path / "server.log",
+        AGENT_ENTRYPOINT="tests.agents:traced",
+        AGENT_TRACE_PIPELINE=pipeline,
+    ) as url:
         response = httpx.post(
             f"{url}/invoke",
             json={"input": {"goal": "x"}},
-            headers={**AUTH, "traceparent": f"00-{trace_id}-{caller}-01"},
+            headers={**AUTH, "traceparent": traceparent, "tracestate": state},
             timeout=TIMEOUT,
         )
     assert response.status_code == 200
-    assert response.json()["trace_headers"]["traceparent"] == f"00-{trace_id}-{caller}-01"
+    handed_on = response.json()["trace_headers"]
+    assert handed_on["traceparent"] == traceparent
+    assert handed_on["tracestate"] == state
     assert "spans are not recorded" in (tmp_path / "server.log").read_text()

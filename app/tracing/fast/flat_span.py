@@ -10,7 +10,7 @@ Contexts are tuples too (`context_tuple`). The resource is the `Resource` object
 waits in the batch queue; `ExportProcess` swaps it for an index into the batch's table of
 resource attributes, so each resource crosses the pipe once per batch.
 
-The request span (`app.light_span`) builds its tuple straight from its own fields; any other
+The request span (`light_span`) builds its tuple straight from its own fields; any other
 span is a `ReadableSpan` first (`flatten`). The child turns the tuples back into
 `ReadableSpan`s (`rebuild`) for the exporting processors.
 """

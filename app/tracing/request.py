@@ -12,15 +12,22 @@ The order is what makes spans land in Arize under the experiment run:
    `arize.space_id`/`arize.project.name` attributes arize-otel's routing processor routes by
    (the span-attribute form of its `set_routing_context`, which also works where the spans are
    exported from another process).
-3. The AGENT span starts *without* a `context=` argument, so it sees all of the above (the
-   light request span of a provider built here is started on that same context, and attached
-   together with it).
+3. The AGENT span starts *without* a `context=` argument, so it sees all of the above: an SDK
+   span from `tracer.start_span` (the default pipeline), or the fast pipeline's light span,
+   started on that same context and attached together with it.
+
+The caller's `tracestate` is also kept as it came: W3C Trace Context says a vendor MUST NOT
+modify the entries it does not own, and the SDK's `TraceState` re-serialises the header
+(optional whitespace and empty members go). While the `traceparent` handed on is the caller's
+own (nothing recorded: no exporter, or no span of ours in between), `trace_headers()` hands
+the caller's header on byte for byte.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -40,15 +47,16 @@ from starlette.datastructures import Headers
 
 from app.envelope import RUN_ID_FIELDS, ArizeMetadata
 from app.errors import bounded
-from app.exporters import install_tracer_provider, processors_of
-from app.light_span import LightSpan, LightSpans
 from app.redaction import Redactor
 from app.settings import Settings
-from app.span_processors import ALWAYS_SECRET_HEADERS, ROUTE_KEY
+from app.tracing.pipeline import SCOPE, RequestSpans, install_tracer_provider, request_spans_of
+from app.tracing.processors import ALWAYS_SECRET_HEADERS, ROUTE_KEY
 
 log = logging.getLogger("agent_endpoint")
 
 RUN_ID_KEY = context_api.create_key("agent_endpoint.run_id")
+# (span id of the caller's span, its tracestate header as it came)
+CALLER_TRACESTATE_KEY = context_api.create_key("agent_endpoint.caller_tracestate")
 BAGGAGE_SPACE = "arize.space_id"
 BAGGAGE_PROJECT = "arize.project_name"
 JSON = OpenInferenceMimeTypeValues.JSON.value
@@ -59,7 +67,6 @@ OUTPUT_VALUE, OUTPUT_MIME_TYPE = SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUT
 STATUS_CODE = "http.response.status_code"
 BODY_SHAPE = "agent_endpoint.body_shape"  # flat or wrapped (app/envelope.py)
 WARNINGS = "agent_endpoint.warnings"
-SCOPE = "agent-endpoint"
 # Built once: json.dumps() with options builds a new encoder on every call.
 INPUT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 _quoted = encode_basestring_ascii  # a JSON string literal, as json.dumps writes it (C)
@@ -105,7 +112,7 @@ class RequestSpan:
         if self._tracing.record_io:
             text = body.decode("utf-8", errors="replace")
             attributes.update(self._tracing.io_attributes(OUTPUT_VALUE, OUTPUT_MIME_TYPE, text))
-        _record(span, attributes)
+        self._tracing.record(span, attributes)
 
     def annotate(self, shape: str, warnings: list[str]) -> None:
         """How the body was read, and what was odd about it (never a reason to refuse)."""
@@ -115,7 +122,7 @@ class RequestSpan:
         attributes: dict[str, Any] = {BODY_SHAPE: shape}
         if warnings:
             attributes[WARNINGS] = [self._tracing.redact(bounded(text)) for text in warnings]
-        _record(span, attributes)
+        self._tracing.record(span, attributes)
 
     def fail(self, status_code: int, error_type: str, message: str, exc: BaseException) -> None:
         """Mark the span failed; messages are redacted, the span processors mask the rest.
@@ -160,12 +167,9 @@ class Tracing:
         self.provider = provider
         self.owns_provider = owns_provider
         self.tracer = provider.get_tracer(SCOPE)
-        processors = processors_of(provider)
-        self._light = (
-            LightSpans(provider, processors, SCOPE)
-            if processors is not None and isinstance(provider, TracerProvider)
-            else None
-        )
+        # The fast pipeline's request spans, for a provider it built; else SDK spans.
+        self._light: RequestSpans | None = request_spans_of(provider)
+        self.record = self._light.record if self._light is not None else _set_attributes
         self.redact = redact
         self.record_io = settings.trace_io
         self.max_chars = settings.trace_io_max_chars
@@ -181,7 +185,7 @@ class Tracing:
         settings: Settings,
         redact: Redactor,
         span_name: str,
-        provider: TracerProvider | None = None,
+        provider: trace.TracerProvider | None = None,
     ) -> Tracing:
         """Use `provider`, or the process-wide one built from the OTEL_* settings."""
         owns = False
@@ -217,11 +221,16 @@ class Tracing:
         name = name or self.span_name
         current = context_api.get_current()
         outer = trace.get_current_span(current).get_span_context().is_valid
+        values: dict[str, object] = {}
         if outer or ("traceparent" not in headers and "baggage" not in headers):
             ctx = current  # nothing to continue (tracestate alone means nothing)
         else:
             ctx = propagate.extract(headers, getter=HEADERS)
-        values: dict[str, object] = {}
+            if "tracestate" in headers:
+                caller = trace.get_current_span(ctx).get_span_context()
+                if caller.is_valid:
+                    raw = ",".join(headers.getlist("tracestate"))
+                    values[CALLER_TRACESTATE_KEY] = (caller.span_id, raw)
         if metadata is not None:
             values[SpanAttributes.METADATA] = _run_ids(metadata)
             if metadata.run_id is not None:
@@ -254,7 +263,7 @@ class Tracing:
     def _record_input(self, span: Span, payload: Any) -> None:
         if self.record_io and span.is_recording():  # no encoding when nothing is recorded
             text = payload if isinstance(payload, str) else INPUT_ENCODER.encode(payload)
-            _record(span, self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
+            self.record(span, self.io_attributes(INPUT_VALUE, INPUT_MIME_TYPE, text))
 
     def io_attributes(self, value_key: str, mime_key: str, text: str) -> dict[str, Any]:
         mime = JSON
@@ -305,11 +314,8 @@ def _run_ids(metadata: ArizeMetadata) -> str:
     return "{" + ", ".join(pairs) + "}"
 
 
-def _record(span: Span, attributes: dict[str, Any]) -> None:
-    if isinstance(span, LightSpan):
-        span.record(attributes)  # our own, valid attributes: no per-value check
-    else:
-        span.set_attributes(attributes)
+def _set_attributes(span: Span, attributes: Mapping[str, Any]) -> None:
+    span.set_attributes(attributes)
 
 
 def _text(value: object) -> str | None:
@@ -347,7 +353,17 @@ def current_run_id() -> str | None:
 
 
 def trace_headers() -> dict[str, str]:
-    """`traceparent`, `tracestate` and `baggage` of the current span, for outbound calls."""
+    """`traceparent`, `tracestate` and `baggage` of the current span, for outbound calls.
+
+    The caller's `tracestate` goes on as it came while the `traceparent` is the caller's own
+    (see the module's docstring); the SDK's re-serialised one when it is a span of ours.
+    """
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    caller = context_api.get_value(CALLER_TRACESTATE_KEY)
+    if isinstance(caller, tuple) and "tracestate" in carrier:  # the SDK found it valid
+        span_id, raw = caller
+        current = trace.get_current_span().get_span_context()
+        if current.is_remote and current.span_id == span_id:
+            carrier["tracestate"] = raw
     return carrier

@@ -4,8 +4,8 @@
   and anything the agent adds with `using_attributes`) onto every span that starts inside the
   request, including spans from a plain OpenTelemetry tracer, which OpenInference's own
   tracers would not touch; and the request's Arize space and project, as the attributes
-  arize-otel's routing processor routes by (it may run in the export process, where the
-  request's context is not).
+  arize-otel's routing processor routes by (the attributes travel with the span, to wherever
+  it is exported from).
 - `Scrubbed` wraps an exporting processor and masks secrets before a span leaves: captured
   credential headers, and any configured key found in an attribute or event.
 - `AllowedSpaces` wraps arize-otel's routing processor so only allow-listed spaces ever get an
@@ -25,12 +25,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from app.light_span import LightSpan
 from app.redaction import MASK, Redactor
 
 ARIZE_SPACE_ID = "arize.space_id"  # arize-otel's routing attributes
 ARIZE_PROJECT_NAME = "arize.project.name"
-# The request's Arize destination, set by app/tracing.py once the allow-list said yes.
+# The request's Arize destination, set by app/tracing/request.py once the allow-list said yes.
 ROUTE_KEY = context_api.create_key("agent_endpoint.arize_route")
 HEADER_ATTRIBUTE_PREFIXES = ("http.request.header.", "http.response.header.")
 ALWAYS_SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie")
@@ -40,8 +39,15 @@ class RunAttributes(SpanProcessor):
     """Stamp the request's OpenInference context attributes on every span at its start."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        stamped = self.stamp(span.attributes, parent_context)
+        if stamped:
+            span.set_attributes(stamped)
+
+    @staticmethod
+    def stamp(existing: Attributes, parent_context: Context | None) -> dict[str, Any]:
+        """The attributes `on_start` sets on a span that already has `existing`."""
         ctx = parent_context if parent_context is not None else context_api.get_current()
-        existing = span.attributes or {}
+        existing = existing or {}
         stamped: dict[str, Any] = {}
         route = ctx.get(ROUTE_KEY)
         if isinstance(route, tuple) and ARIZE_SPACE_ID not in existing:
@@ -55,12 +61,7 @@ class RunAttributes(SpanProcessor):
                 stamped[key] = value
             elif key == SpanAttributes.METADATA:
                 stamped[key] = _merge_metadata(value, theirs)
-        if not stamped:
-            return
-        if isinstance(span, LightSpan):
-            span.record(stamped)  # strings and lists OpenInference put in the context
-        else:
-            span.set_attributes(stamped)
+        return stamped
 
 
 def _merge_metadata(ours: object, theirs: AttributeValue) -> str:

@@ -1,17 +1,19 @@
-"""The request's AGENT span, without the SDK span's per-span lock and bounded collections.
+"""The fast pipeline's request span, without the SDK span's lock and bounded collections.
 
 Every request makes this one span, and on a millisecond endpoint the SDK's `Span` (a lock,
 attribute validation on every write, bounded lists) was a large part of what tracing cost per
 request (README, "Benchmarks"). One task writes the request span, so this one keeps plain
 dicts and lists; limits and attribute cleaning are applied once, when it ends and becomes the
-SDK's `ReadableSpan` for the provider's processors, as an SDK span would. In the default
-set-up (run-id stamping and the export process, nothing else) it skips even that: it hands
-its fields to the export batch as the flat tuple the export process takes
-(`app.flat_span`, `ShippedBatches.ship`).
+SDK's `ReadableSpan` for the provider's processors, as an SDK span would. With the export
+process and nothing else (run-id stamping aside) it skips even that: it hands its fields to
+the export batch as the flat tuple the export process takes (`flat_span`,
+`ShippedBatches.ship`).
 
-It is used only with providers this service built (`app.exporters`), whose processors are
-known to read spans through the public attributes alone. Spans the agent starts are ordinary
-SDK spans, children of this one.
+It is used only with providers the fast pipeline built (`provider.build`), whose processors
+are known to read spans through the public attributes alone. Spans the agent starts are
+ordinary SDK spans, children of this one. Like the SDK's span it keeps W3C's random-trace-id
+flag (0x02) of its parent, or sets it for a new trace when the id generator says its ids are
+random (`Tracer.start_span` in opentelemetry-sdk 1.45).
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from typing import Any, Protocol
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from app.flat_span import Flat, context_tuple, scope_tuple
+from app.tracing.fast.flat_span import Flat, context_tuple, scope_tuple
 
-SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+SAMPLED = TraceFlags.SAMPLED
+RANDOM_TRACE_ID = 0x02  # W3C Trace Context Level 2; TraceFlags.RANDOM_TRACE_ID in newer APIs
 
 
 class LightSpan(trace.Span):
@@ -164,7 +166,7 @@ class LightSpan(trace.Span):
         ]
 
     def flat(self) -> Flat:
-        """This ended span as `app.flat_span` lays it out, the limits applied as in `readable`."""
+        """This ended span as `flat_span` lays it out, the limits applied as in `readable`."""
         limits = self._starter.limits
         status = self._status
         links = self._links[: limits.max_links]
@@ -193,7 +195,7 @@ class LightSpan(trace.Span):
             parent=self._parent,
             resource=self._starter.provider.resource,
             # Checked on the way in (set_attributes) or ours (record, and the start attributes,
-            # which app/tracing.py builds); only the count limit is left to apply.
+            # which app/tracing/request.py builds); only the count limit is left to apply.
             attributes=self._bounded(limits.max_span_attributes),
             events=self._bounded_events(),
             links=self._links[: limits.max_links],
@@ -206,14 +208,14 @@ class LightSpan(trace.Span):
 
 
 class Processors(Protocol):
-    """The provider's span processors (`app.exporters.ProviderProcessors`).
+    """The provider's span processors (`provider.ProviderProcessors`).
 
     `shipper`, when set, takes an ended span's flat tuple in place of running `on_end`.
     """
 
     shipper: Callable[[Flat], None] | None
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None: ...
+    def start_light(self, span: LightSpan, parent_context: Context) -> None: ...
 
     def on_end(self, span: ReadableSpan) -> None: ...
 
@@ -223,10 +225,12 @@ class LightSpans:
 
     def __init__(self, provider: TracerProvider, processors: Processors, scope_name: str) -> None:
         self.provider = provider
-        self._processors = processors
+        self.processors = processors
         self.scope = InstrumentationScope(scope_name)
         self.scope_flat = scope_tuple(self.scope)
         self.limits = SpanLimits()
+        random = getattr(provider.id_generator, "is_trace_id_random", None)
+        self._random_ids = bool(random()) if callable(random) else False
 
     def start(
         self, name: str, kind: SpanKind, attributes: dict[str, Any], ctx: Context
@@ -234,13 +238,17 @@ class LightSpans:
         """Like `Tracer.start_span` without `context=`: the parent is the span in `ctx`."""
         parent = trace.get_current_span(ctx).get_span_context()
         ids = self.provider.id_generator
-        trace_id = parent.trace_id if parent.is_valid else ids.generate_trace_id()
+        if parent.is_valid:
+            trace_id, random = parent.trace_id, parent.trace_flags & RANDOM_TRACE_ID
+        else:
+            trace_id, random = ids.generate_trace_id(), self._random_ids
         sampled = self.provider.sampler.should_sample(ctx, trace_id, name, kind, attributes)
+        flags = SAMPLED if sampled.decision.is_sampled() else 0  # type: ignore[no-untyped-call]
         context = SpanContext(
             trace_id,
             ids.generate_span_id(),
             is_remote=False,
-            trace_flags=SAMPLED if sampled.decision.is_sampled() else NOT_SAMPLED,  # type: ignore[no-untyped-call]
+            trace_flags=TraceFlags(flags | RANDOM_TRACE_ID if random else flags),
             trace_state=sampled.trace_state,
         )
         if not sampled.decision.is_recording():  # type: ignore[no-untyped-call]
@@ -248,12 +256,20 @@ class LightSpans:
         if sampled.attributes:
             attributes = {**attributes, **sampled.attributes}
         span = LightSpan(self, name, context, parent if parent.is_valid else None, kind, attributes)
-        self._processors.on_start(span, parent_context=ctx)  # type: ignore[arg-type]
+        self.processors.start_light(span, ctx)
         return span
 
+    @staticmethod
+    def record(span: trace.Span, attributes: Mapping[str, Any]) -> None:
+        """The request code's own attributes, known to be valid: no check per value."""
+        if isinstance(span, LightSpan):
+            span.record(attributes)
+        else:
+            span.set_attributes(attributes)
+
     def ended(self, span: LightSpan) -> None:
-        ship = self._processors.shipper
+        ship = self.processors.shipper
         if ship is None:
-            self._processors.on_end(span.readable())
+            self.processors.on_end(span.readable())
         elif span.get_span_context().trace_flags.sampled:  # as BatchSpanProcessor.on_end
             ship(span.flat())

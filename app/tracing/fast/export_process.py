@@ -1,11 +1,12 @@
-"""Span export in a child process, so encoding and sending never compete with requests.
+"""The fast pipeline's span export in a child process, off the requests' GIL.
 
 Encoding a span to OTLP protobuf costs the SDK's exporter about 36 µs of pure Python, in a
 thread that holds the GIL while the event loop waits; on a busy endpoint that was half of what
 tracing cost per request (see the README's benchmarks). So the service's batch thread only
 flattens finished spans into plain tuples and pickles them down a pipe to
-`python -m app.export_process`, which rebuilds them and runs the exporting processors chosen
-by the settings there: secret masking, OTLP, console, Arize routing, each batching on its own.
+`python -m app.tracing.fast.export_process`, which rebuilds them and runs the exporting
+processors chosen by the settings there: secret masking, OTLP, console, Arize routing, each
+batching on its own.
 
 The child starts with the first batch, shuts down (flushing) when the service does, and if it
 dies the service logs it once and drops spans rather than slow requests down.
@@ -25,12 +26,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from app.flat_span import RESOURCE, Flat, flatten, rebuild
 from app.settings import Settings
+from app.tracing.fast.flat_span import RESOURCE, Flat, flatten, rebuild
 
 log = logging.getLogger("agent_endpoint")
 
@@ -39,6 +41,10 @@ ACK = b"\x01"
 FLUSH_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0  # shutdown waits this long for the child to flush, then kills it
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s (export process): %(message)s"
+# The SDK's batch queue logs each span it drops when full (a collector down, or the export
+# process behind); the exporters' own warnings ("Transient error ... retrying") say what is
+# wrong. A logger name, not an import: if it moves, the warnings come back, nothing breaks.
+SDK_BATCH_LOGGER = "opentelemetry.sdk._shared_internal"
 
 
 def packed(spans: Sequence[ReadableSpan | Flat]) -> tuple[list[dict[str, Any]], list[Flat]]:
@@ -86,7 +92,7 @@ class ExportProcess(SpanExporter):
         self._acks, ack_fd = os.pipe()
         try:
             child = subprocess.Popen(  # noqa: S603 - this interpreter, this module
-                [sys.executable, "-m", "app.export_process", str(ack_fd)],
+                [sys.executable, "-m", "app.tracing.fast.export_process", str(ack_fd)],
                 stdin=subprocess.PIPE,
                 pass_fds=(ack_fd,),
             )
@@ -145,36 +151,41 @@ class ExportProcess(SpanExporter):
             os.close(self._acks)
 
 
-class ShippedBatches(BatchSpanProcessor):
+class ShippedBatches(SpanProcessor):
     """The SDK's batching in the service; a flush also flushes the child's exporters.
 
-    `ship` queues a span that is already flat (the request span, `app.light_span`) in the same
-    batches, skipping the ReadableSpan and its flattening. It is None if this SDK version's
-    batch processor does not have the queue it uses, and then the request span goes the usual
-    way, through `on_end`.
+    `ship` is the batch processor's own queue (`BatchSpanProcessor._batch_processor.emit`,
+    opentelemetry-sdk 1.34+): the request span (`light_span`), already flat, joins the same
+    batches without becoming a ReadableSpan. `provider.build` finds it, or turns the fast
+    pipeline off when this SDK version has no such queue.
     """
 
-    def __init__(self, settings: Settings, secrets: Sequence[str]) -> None:
-        self.shipper = ExportProcess(settings, secrets)
-        super().__init__(self.shipper)
-        queue = getattr(self, "_batch_processor", None)  # the SDK's own batching queue
-        self.ship: Callable[[Flat], None] | None = getattr(queue, "emit", None)
+    def __init__(
+        self, batch: SpanProcessor, exporter: ExportProcess, ship: Callable[[Flat], None]
+    ) -> None:
+        self.batch = batch
+        self.shipper = exporter
+        self.ship = ship
 
-    def force_flush(self, timeout_millis: int | None = None) -> bool:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.batch.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.batch.on_end(span)
+
+    def shutdown(self) -> None:
+        self.batch.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
         # The SDK's BatchSpanProcessor does not ask its exporter to flush.
-        timeout = timeout_millis if timeout_millis is not None else 30000
-        return super().force_flush(timeout) and self.shipper.force_flush(timeout)
+        return self.batch.force_flush(timeout_millis) and self.shipper.force_flush(timeout_millis)
 
 
 def serve(source: IO[bytes], ack_fd: int) -> None:
     """The child: rebuild spans and hand them to the exporting processors."""
-    from app.exporters import (  # noqa: PLC0415
-        SDK_BATCH_LOGGER,
-        exporting_processors,
-        secret_headers,
-    )
     from app.redaction import Redactor  # noqa: PLC0415
-    from app.span_processors import Scrubbed  # noqa: PLC0415
+    from app.tracing.exporters import exporting_processors, secret_headers  # noqa: PLC0415
+    from app.tracing.processors import Scrubbed  # noqa: PLC0415
 
     config = _read(source)
     if config is None:
