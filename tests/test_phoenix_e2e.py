@@ -8,6 +8,7 @@ Phoenix's REST API gives the spans back.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -123,9 +124,16 @@ def test_the_coordinators_run_spans_are_the_parents_of_the_request_spans(
         )
     assert code == 0
     rows = len((ROOT / "coordinator" / "samples" / "trips.csv").read_text().splitlines()) - 1
-    spans = phoenix.spans(project, expected=2 * rows)
+    # Each row's trace also holds the coordinator's send span and the agent's own steps, from
+    # two processes with their own export schedules: wait for every request span, not a count.
+    deadline = time.monotonic() + 60
+    while True:
+        spans = phoenix.spans(project, expected=2 * rows)
+        agents = [span for span in spans if span["span_kind"] == "AGENT"]
+        if len(agents) >= rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     runs = {span["context"]["span_id"]: span for span in spans if span["parent_id"] is None}
-    agents = [span for span in spans if span["span_kind"] == "AGENT"]
     assert len(runs) == len(agents) == rows
     for agent in agents:
         run = runs[agent["parent_id"]]
