@@ -45,15 +45,12 @@ end
 return 0
 """
 # TAKE on the lease KEYS[1], and job ARGV[3] listed in the running set KEYS[2] either way.
-HOLD = """
+HOLD = (
+    """
 redis.call('SADD', KEYS[2], ARGV[3])
-local current = redis.call('GET', KEYS[1])
-if current == false or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
 """
+    + TAKE
+)
 # The lease KEYS[1] dropped if ARGV[1] holds it; job ARGV[2] unlisted when ARGV[3] is 1 and
 # no other run holds it.
 RELEASE = """
