@@ -62,8 +62,12 @@ def make_settings(**overrides: Any) -> Settings:
 
     Idempotency is off unless asked for: the suite's rows all carry METADATA's run id, where
     Arize gives every row its own; tests/test_idempotency.py turns it on.
+
+    The fast pipeline's export child runs at the tests' own priority unless a test asks for a
+    niceness (tests/test_export_process.py does): by default it yields the CPU (niceness 10),
+    and on a busy machine a niced child gets almost none, so a flush the test waits on starves.
     """
-    return ArgumentsOnly(**{"api_keys": [KEY], "idempotency": False, **overrides})
+    return ArgumentsOnly(**{"api_keys": [KEY], "idempotency": False, "export_nice": 0, **overrides})
 
 
 @asynccontextmanager
