@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from tests.live import free_port
+from tests.patience import scaled
 from tests.processes import ROOT
 
 START_TIMEOUT = 60.0
@@ -96,8 +97,15 @@ class Phoenix:
             if not cursor:
                 return spans, f"{response.status_code}"
 
-    def spans(self, project: str, *, expected: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """All spans of `project` once at least `expected` are there (last stored first)."""
+    def spans(
+        self, project: str, *, expected: int, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """All spans of `project` once at least `expected` are there (last stored first).
+
+        `timeout` defaults to 20 s on an idle machine, scaled to its load.
+        """
+        if timeout is None:
+            timeout = scaled(20.0)
         if "/" in project or "?" in project or "#" in project:
             raise ValueError(f"Phoenix cannot look up a project named {project!r}")
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.live import free_port
+from tests.patience import scaled
 from tests.phoenix import MAKE_HINT, phoenix_venv
 from tests.processes import ROOT, clean_env
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.live
 
 # The demo takes 20-60 s here (Phoenix's start is most of it); a busy 2-core machine, more.
 DEADLINE = 240.0
+# The demo gives each of its two services 10 s to stop before killing it.
 STOP_WAIT = 30.0
 
 
@@ -130,7 +132,7 @@ def test_the_demo_links_two_experiments_and_a_trace_then_stops_on_ctrl_c() -> No
         assert listening(ports["phoenix"])
         assert listening(ports["endpoint"])
         os.kill(process.pid, signal.SIGINT)  # Ctrl-C
-        assert process.wait(timeout=STOP_WAIT) == 130
+        assert process.wait(timeout=scaled(STOP_WAIT)) == 130
     finally:
         if process.poll() is None:
             process.kill()
